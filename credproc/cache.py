@@ -1,0 +1,340 @@
+"""The locked on-disk cache of expiring credentials: *where to cache* and *when to refresh*.
+
+One entry per connection identity, in ``$CREDPROC_CACHE_DIR`` (else
+``$XDG_CACHE_HOME/credproc``, else ``~/.cache/credproc``), directory 0700, entries 0600.
+
+An entry is one header line and then the exact JSON that the run prints::
+
+    credproc-cache 1 <key> <fetched> <expires> <digest of the body> <conn id in hex>
+    {"Version": 1, "AccessKeyId": ...}
+
+so a cache hit checks the header with ``str.split`` and copies the body to stdout: it
+imports neither ``json`` nor ``re``. Writes are atomic (temporary file, fsync, rename), so
+a reader never takes the lock and never sees half an entry; the lock (filelock, imported on
+a miss only) is there so that N processes starting together make one STS call.
+
+A broken entry (truncated, garbage, another key, foreign owner, writable by others, a
+symlink) is a miss with a warning, and is replaced; a cache that cannot be written still
+lets the run print its credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+try:  # the builtin module: hashlib would first load OpenSSL, ~7 ms on a cache hit
+    from _sha256 import sha256  # CPython <= 3.11
+except ImportError:  # pragma: no cover - depends on the interpreter
+    try:
+        from _sha2 import sha256  # CPython >= 3.12
+    except ImportError:
+        from hashlib import sha256
+
+from credproc.log import warn
+
+FORMAT = b"credproc-cache"
+VERSION = b"1"
+MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
+LOCK_TIMEOUT = 30.0  # seconds a process waits for another one's refresh; see get_or_fetch
+
+# When to refresh. botocore treats credentials with less than 15 minutes left as due for
+# refresh (it re-runs the process on every API call) and refuses, with an error, ones with
+# less than 10 minutes left after a refresh. So an entry is served while more than
+# ``refresh_margin(lifetime)`` remains: 20 minutes for ordinary sessions (an hour-long
+# session is served for 40 minutes), half the lifetime for shorter ones, and never less
+# than 11 minutes. A 15-minute role (STS's minimum) is thus served for its first 4 minutes;
+# botocore re-runs us on each call in that time, and each run is a cheap hit.
+REFRESH_MARGIN_MAX = 20 * 60
+REFRESH_MARGIN_MIN = 11 * 60
+
+# Everything in the environment that can change what a definition yields: a change in any of
+# them is a new cache identity. Values are hashed, never stored.
+IDENTITY_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "CREDPROC_SESSION_FACTORY",
+)
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_warned: set[str] = set()
+
+
+def refresh_margin(lifetime: float) -> float:
+    """Seconds before expiry at which an entry stops being served (see the note above)."""
+    return min(max(lifetime / 2, REFRESH_MARGIN_MIN), REFRESH_MARGIN_MAX)
+
+
+def cache_dir(environ: "os._Environ[str] | dict[str, str]") -> str:
+    explicit = environ.get("CREDPROC_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "credproc")
+
+
+def identity(definition, factory: str | None, environ: "os._Environ[str] | dict[str, str]") -> str:
+    """The cache key: a hash of everything that decides which credentials a run yields.
+
+    That is the definition's raw text and where it came from (so any edit is a new entry,
+    and a hit need not parse it), the session factory, and ``IDENTITY_VARIABLES``. Secrets
+    in the definition go into the hash only; the hash cannot be turned back into them.
+    """
+    h = sha256()
+    parts = [b"credproc-identity-1", definition.conn_id, definition.kind, definition.where,
+             definition.text, factory or ""]
+    parts += [f"{name}={environ.get(name, '')}" for name in IDENTITY_VARIABLES]
+    for part in parts:
+        data = part if isinstance(part, bytes) else part.encode("utf-8", "surrogateescape")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+class Entry:
+    __slots__ = ("body", "fetched", "expires")
+
+    def __init__(self, body: bytes, fetched: float, expires: float):
+        self.body = body
+        self.fetched = fetched
+        self.expires = expires
+
+    def is_fresh(self, now: float) -> bool:
+        return self.expires - now > refresh_margin(self.expires - self.fetched)
+
+
+class Slot:
+    """The place of one connection identity in the cache: its entry and its lock."""
+
+    def __init__(self, directory: str, key: str, conn_id: str):
+        self.directory = directory
+        self.key = key
+        self.conn_id = conn_id
+        safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in conn_id)
+        self.path = os.path.join(directory, f"{safe[:40]}--{key[:32]}.entry")
+        self.lock_path = self.path[: -len(".entry")] + ".lock"
+
+    # -- reading: runs on every cache hit ------------------------------------------------
+
+    def directory_problem(self) -> str | None:
+        """Why the directory must not be trusted, or None. Missing is no problem."""
+        try:
+            st = os.stat(self.directory)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return e.strerror or str(e)
+        if not (st.st_mode & 0o170000 == 0o040000):
+            return "not a directory"
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            return f"owned by uid {st.st_uid}, not by you"
+        if st.st_mode & 0o022:
+            return f"writable by group or others (mode {st.st_mode & 0o777:o}); chmod 700 it"
+        return None
+
+    def read(self) -> Entry | None:
+        """The stored entry, or None (with a warning when one exists but is unusable)."""
+        problem = self.directory_problem()
+        if problem:
+            _warn_once(self.directory, f"not using cache directory {self.directory}: {problem}")
+            return None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # ELOOP: a symlink planted in our place
+            return self._reject(e.strerror or str(e))
+        try:
+            st = os.fstat(fd)
+            if not (st.st_mode & 0o170000 == 0o100000):
+                return self._reject("not a regular file")
+            if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+                return self._reject(f"owned by uid {st.st_uid}, not by you")
+            if st.st_mode & 0o022:
+                return self._reject("writable by group or others")
+            data = _read_all(fd, MAX_ENTRY_BYTES + 1)
+        finally:
+            os.close(fd)
+        entry = self._parse(data)
+        if entry is None:
+            return self._reject("corrupt or from another connection")
+        return entry
+
+    def _parse(self, data: bytes) -> Entry | None:
+        header, _, body = data.partition(b"\n")
+        fields = header.split(b" ")
+        if len(fields) != 7 or fields[0] != FORMAT or fields[1] != VERSION:
+            return None
+        if fields[2] != self.key.encode() or len(data) > MAX_ENTRY_BYTES or not body:
+            return None
+        if fields[5] != sha256(body).hexdigest()[:32].encode():
+            return None
+        try:
+            return Entry(body, float(fields[3]), float(fields[4]))
+        except ValueError:
+            return None
+
+    def _reject(self, reason: str) -> None:
+        _warn_once(self.path, f"ignoring cache entry {self.path}: {reason}; it will be replaced")
+        return None
+
+    # -- writing: a cache miss only ------------------------------------------------------
+
+    def store(self, body: bytes, fetched: float, expires: float) -> None:
+        """Write the entry atomically; on failure warn and carry on (the caller still prints)."""
+        try:
+            self._ensure_directory()
+            header = b" ".join([
+                FORMAT, VERSION, self.key.encode(), b"%.3f" % fetched, b"%.3f" % expires,
+                sha256(body).hexdigest()[:32].encode(), self.conn_id.encode("utf-8", "surrogateescape").hex().encode(),
+            ])
+            _atomic_write(self.path, header + b"\n" + body)
+        except OSError as e:
+            warn(f"cannot write cache entry {self.path}: {e.strerror or e}; "
+                 "credentials will be fetched again on every run until this is fixed")
+
+    def _ensure_directory(self) -> None:
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+        problem = self.directory_problem()
+        if problem:
+            raise OSError(0, f"directory {problem}")
+
+    def lock(self, timeout: float = LOCK_TIMEOUT):
+        """The entry's lock, as a context manager that yields whether it is held."""
+        return _EntryLock(self, timeout)
+
+    def remove(self) -> bool:
+        try:
+            os.unlink(self.path)
+            return True
+        except FileNotFoundError:
+            return False
+
+
+class _EntryLock:
+    """flock on ``<entry>.lock`` through filelock: the kernel drops it when its holder dies,
+    so a killed process never blocks anyone."""
+
+    def __init__(self, slot: Slot, timeout: float):
+        self.slot = slot
+        self.timeout = timeout
+        self._lock = None
+
+    def __enter__(self) -> bool:
+        from filelock import FileLock, Timeout
+
+        problem = self.slot.directory_problem()
+        try:
+            if problem:
+                raise OSError(0, problem)
+            self.slot._ensure_directory()
+            lock = FileLock(self.slot.lock_path, timeout=self.timeout, mode=0o600)
+            lock.acquire()
+        except Timeout:
+            # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
+            # process on this machine: after the timeout we fetch without the lock. Writes
+            # are atomic renames, so the worst case is one extra STS call.
+            warn(f"waited {self.timeout:.0f}s for lock {self.slot.lock_path}; fetching without it")
+            return False
+        except OSError as e:
+            warn(f"cannot lock {self.slot.lock_path}: {e.strerror or e}; fetching without the lock")
+            return False
+        self._lock = lock
+        return True
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+
+def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False) -> bytes:
+    """The body to print: a fresh entry, else ``fetch()`` under the entry's lock, stored.
+
+    A process that waited for the lock re-reads the entry first: whoever held the lock has
+    usually just refreshed it. An entry written after this call began is taken even when it
+    is not "fresh" by the margin (short-lived roles), so a stampede makes one STS call.
+    """
+    started = time.time()
+    with slot.lock():
+        entry = slot.read()
+        if entry is not None and entry.expires > time.time():
+            if entry.fetched >= started or (not refresh and entry.is_fresh(time.time())):
+                return entry.body
+        credentials = fetch()
+        body = credentials.to_process_json().encode()
+        if credentials.expires_at is not None:  # long-term keys are never cached
+            slot.store(body, fetched=time.time(), expires=credentials.expires_at)
+        return body
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(path)
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _warn_once(what: str, message: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        warn(message)
+
+
+def write_stdout(body: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(body)
+    out.write(b"\n")
+    out.flush()

@@ -1,0 +1,158 @@
+"""The command line: a cache-hit fast path first, then argparse and the full job.
+
+SDKs run ``credproc --conn NAME`` at every process start, so ``main`` first tries to
+answer from the cache using nothing but ``os``, ``sys`` and ``time``: no argparse, no
+logging, no json (each imports ``re``). Anything it does not recognise at once - other
+flags, a miss, a broken entry - goes to the full path, which may take its time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from credproc import cache, sources
+
+# Flags the fast path understands; all of them take a value.
+_FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--session-factory": "session_factory"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    fast = _fast_args(args)
+    if fast is not None and "CREDPROC_CHAIN" not in os.environ:
+        body = _cached(fast.get("conn", sources.DEFAULT_CONN_ID), fast.get("session_factory"))
+        if body is not None:
+            write_credentials(body)
+            return 0
+    return _full(args)
+
+
+def _fast_args(args: list[str]) -> dict[str, str] | None:
+    """``--conn NAME`` and friends, or None when argparse must look at the command line."""
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _FAST_FLAGS and i + 1 < len(args):
+            name, value = _FAST_FLAGS[arg], args[i + 1]
+            i += 2
+        elif arg.startswith("--") and "=" in arg and arg.split("=", 1)[0] in _FAST_FLAGS:
+            flag, value = arg.split("=", 1)
+            name = _FAST_FLAGS[flag]
+            i += 1
+        else:
+            return None
+        if not value or value.startswith("-") or name in found:
+            return None
+        found[name] = value
+    return found
+
+
+def _cached(conn_id: str, session_factory: str | None) -> bytes | None:
+    environ = os.environ
+    if session_factory is None:
+        session_factory = environ.get("CREDPROC_SESSION_FACTORY")
+    definition = sources.locate(conn_id, environ)
+    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, session_factory, environ), conn_id)
+    entry = slot.read()
+    if entry is not None and entry.is_fresh(time.time()):
+        return entry.body
+    return None
+
+
+def write_credentials(body: bytes) -> None:
+    out = sys.stdout.buffer
+    out.write(body + b"\n")
+    out.flush()
+
+
+# --------------------------------------------------------------------------------------
+# The full path: a miss, or anything but the plain main job.
+
+EPILOG = """\
+examples:
+  credproc --conn prod                 print credentials for connection "prod"
+  credproc --conn prod --refresh       ignore the cached entry and fetch anew
+
+in ~/.aws/config:
+  [profile prod]
+  credential_process = /path/to/credproc --conn prod --profile prod
+  retry_mode = standard
+  max_attempts = 10
+
+connections are read from CREDPROC_CONN_<ID>, AIRFLOW_CONN_<ID> (Airflow's URI or JSON
+form), then [connections.<id>] in $CREDPROC_CONFIG or ~/.config/credproc/config.toml.
+exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configuration error.
+"""
+
+
+def build_parser():
+    import argparse
+
+    from credproc import __version__
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # one line, as SDKs show only stderr's text
+            self.exit(2, f"credproc: error: {message} (see credproc --help)\n")
+
+    parser = Parser(
+        prog="credproc",
+        description="Print AWS credentials in the credential_process format for an "
+                    "Airflow-style connection, from a locked on-disk cache when fresh.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-c", "--conn", default=sources.DEFAULT_CONN_ID, metavar="NAME",
+                        help="connection id (default: %(default)s)")
+    parser.add_argument("--profile", metavar="PROFILE",
+                        help="the AWS profile that runs credproc, whose retry_mode and max_attempts "
+                             "also govern credproc's STS calls (default: $AWS_PROFILE)")
+    parser.add_argument("--session-factory", metavar="PATH",
+                        help="a BaseSessionFactory subclass, as package.module.ClassName")
+    cache_group = parser.add_mutually_exclusive_group()
+    cache_group.add_argument("--refresh", action="store_true",
+                             help="ignore the cached entry, fetch anew and store the result")
+    cache_group.add_argument("--no-cache", action="store_true",
+                             help="neither read nor write the cache")
+    parser.add_argument("--debug", action="store_true",
+                        help="log what happens on stderr, and show tracebacks")
+    parser.add_argument("--version", action="version", version=f"credproc {__version__}")
+    return parser
+
+
+def _full(args: list[str]) -> int:
+    from credproc.errors import CredprocError
+    from credproc.log import setup_logging
+
+    options = build_parser().parse_args(args)
+    setup_logging(options.debug)
+    try:
+        from credproc import job
+
+        body = job.credentials_for(
+            options.conn, profile=options.profile, session_factory=options.session_factory,
+            refresh=options.refresh, use_cache=not options.no_cache,
+        )
+    except CredprocError as e:
+        return _report(str(e), e.exit_code, options.debug)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug, or an error inside a user's session factory
+        return _report(f"connection {options.conn!r}: {type(e).__name__}: {e}", 1, options.debug,
+                       hint=" (run with --debug for the traceback)")
+    write_credentials(body)
+    return 0
+
+
+def _report(message: str, code: int, debug: bool, hint: str = "") -> int:
+    from credproc.log import one_line, redact
+
+    if debug:
+        import traceback
+
+        sys.stderr.write(redact(traceback.format_exc()))
+        hint = ""
+    sys.stderr.write(redact(f"credproc: error: {one_line(message)}{hint}\n"))
+    return code

@@ -1,0 +1,98 @@
+"""The botocore ``Config`` for credproc's own STS calls: the connection's ``config_kwargs``,
+timeouts that fail fast, and retry settings shared with the SDK that runs us.
+
+Retry settings, first match wins:
+
+1. ``config_kwargs.retries``, taken whole, in botocore's own meaning: ``max_attempts``
+   counts *retries*, ``total_max_attempts`` counts all requests;
+2. ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS``;
+3. ``retry_mode`` / ``max_attempts`` of the AWS profile named by ``--profile``, else
+   ``AWS_PROFILE`` - the profile whose ``credential_process`` runs credproc, so a user who
+   sets ``retry_mode = standard`` once governs both the SDK and credproc.
+
+In 2 and 3 ``max_attempts`` counts all requests, as the AWS CLI and SDKs read it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from credproc.connection import AwsConnection
+from credproc.errors import ConfigError
+
+RETRY_MODES = ("legacy", "standard", "adaptive")
+
+# botocore waits 60 s to connect and 60 s per read, per attempt; an SDK waiting on us (Rust
+# gives up after 5 s) is better served by failing fast. config_kwargs overrides both.
+DEFAULT_CONNECT_TIMEOUT = 5
+DEFAULT_READ_TIMEOUT = 15
+
+
+def aws_config_path(environ: Mapping[str, str]) -> str:
+    return os.path.expanduser(environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config"))
+
+
+def profile_settings(profile: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The keys of ``[profile NAME]`` (``[default]``) in the AWS config file, or {}."""
+    if not profile:
+        return {}
+    from botocore.configloader import load_config
+
+    path = aws_config_path(environ)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        return load_config(path).get("profiles", {}).get(profile, {})
+    except Exception as e:  # botocore raises its own parse errors
+        raise ConfigError(f"cannot read the AWS config file {path}: {type(e).__name__}") from None
+
+
+def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The ``retries`` dict for botocore's Config, or None to leave botocore's default."""
+    if "retries" in conn.config_kwargs:
+        retries = conn.config_kwargs["retries"]
+        if not isinstance(retries, dict):
+            raise conn.error("config_kwargs.retries must be a table/object")
+        return dict(retries)
+    settings = profile_settings(profile, environ)
+    where_profile = f"profile {profile!r} in {aws_config_path(environ)}"
+    mode, mode_from = environ.get("AWS_RETRY_MODE"), "AWS_RETRY_MODE"
+    if not mode and settings.get("retry_mode"):
+        mode, mode_from = settings["retry_mode"], f"retry_mode of {where_profile}"
+    attempts, attempts_from = environ.get("AWS_MAX_ATTEMPTS"), "AWS_MAX_ATTEMPTS"
+    if not attempts and settings.get("max_attempts"):
+        attempts, attempts_from = settings["max_attempts"], f"max_attempts of {where_profile}"
+
+    retries: dict[str, Any] = {}
+    if mode:
+        if mode not in RETRY_MODES:
+            raise ConfigError(f"{mode_from} is {mode!r}, not one of {', '.join(RETRY_MODES)}")
+        retries["mode"] = mode
+    if attempts:
+        try:
+            total = int(attempts)
+        except ValueError:
+            total = 0
+        if total < 1:
+            raise ConfigError(f"{attempts_from} is {attempts!r}, not a whole number of at least 1")
+        retries["total_max_attempts"] = total
+    return retries or None
+
+
+def make_config(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> Config:
+    kwargs = dict(conn.config_kwargs)
+    if str(kwargs.get("signature_version", "")).lower() == "unsigned":
+        kwargs["signature_version"] = UNSIGNED
+    retries = retry_settings(conn, profile, environ)
+    if retries is not None:
+        kwargs["retries"] = retries
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    kwargs.setdefault("read_timeout", DEFAULT_READ_TIMEOUT)
+    try:
+        return Config(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise conn.error(f"config_kwargs: {e}") from None

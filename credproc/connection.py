@@ -1,0 +1,344 @@
+"""What a connection means: the fields and extras of an Airflow "Amazon Web Services
+connection", validated, with deprecated extras mapped to their replacements.
+
+``resolve`` turns the raw fields of ``sources`` into an :class:`AwsConnection`: every
+question later code asks ("which key pair signs the STS call?", "which endpoint?") has one
+answer here, and every bad value is a :class:`ConfigError` naming the key and where it was
+defined. See ``shared/reference/connection.md`` for each key's meaning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from credproc.errors import ConfigError
+from credproc.log import add_secret, warn
+from credproc.sources import RawConnection
+
+METHODS = ("assume_role", "assume_role_with_saml", "assume_role_with_web_identity")
+
+KNOWN_EXTRA_KEYS = frozenset({
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+    "region_name", "session_kwargs", "profile_name", "config_kwargs",
+    "endpoint_url", "host", "service_config", "verify",
+    "role_arn", "assume_role_method", "assume_role_kwargs", "assume_role_with_saml",
+    "assume_role_with_web_identity_federation",
+    "assume_role_with_web_identity_federation_audience",
+    "assume_role_with_web_identity_token_file",
+    "session_factory",
+    # deprecated, still honoured
+    "aws_account_id", "aws_iam_role", "external_id", "s3_config_file", "s3_config_format", "profile",
+})
+
+# boto3.session.Session's keyword arguments (botocore_session cannot be written in a config).
+SESSION_KWARGS = frozenset({
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name",
+    "profile_name", "aws_account_id",
+})
+
+# STS allows these characters in a RoleSessionName, 2 to 64 of them.
+_SESSION_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+=,.@-")
+
+
+@dataclass
+class AwsConnection:
+    """A resolved connection. Attribute names follow Airflow's AwsConnectionWrapper."""
+
+    conn_id: str
+    origin: str
+    extra_config: dict[str, Any]
+    login: str | None = None
+    password: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    region_name: str | None = None
+    profile_name: str | None = None
+    session_kwargs: dict[str, Any] = field(default_factory=dict)
+    config_kwargs: dict[str, Any] = field(default_factory=dict)
+    endpoint_url: str | None = None
+    verify: bool | str | None = None
+    role_arn: str | None = None
+    assume_role_method: str | None = None
+    assume_role_kwargs: dict[str, Any] = field(default_factory=dict)
+    session_factory: str | None = None
+    file_settings: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs
+        return f"AwsConnection(conn_id={self.conn_id!r}, origin={self.origin!r}, role_arn={self.role_arn!r})"
+
+    @property
+    def is_empty(self) -> bool:
+        """No field and no extra: boto3's default chain decides everything."""
+        return not (self.login or self.password or self.extra_config)
+
+    @property
+    def uses_default_chain(self) -> bool:
+        """The initial credentials come from boto3's chain (no key pair in the definition)."""
+        return self.aws_access_key_id is None
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(f"connection {self.conn_id!r} ({self.origin}): {message}")
+
+
+def empty(conn_id: str, origin: str) -> AwsConnection:
+    return AwsConnection(conn_id=conn_id, origin=origin, extra_config={})
+
+
+def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnection:
+    """Give the raw fields their meaning. Warnings go to stderr as they are found."""
+    extra = dict(raw.extra)
+    conn = AwsConnection(conn_id=raw.conn_id, origin=raw.origin, extra_config=extra,
+                         file_settings=dict(raw.file_settings))
+    fields = raw.fields
+    for secret in (fields.get("password"), extra.get("aws_secret_access_key"), extra.get("aws_session_token")):
+        add_secret(secret)
+
+    conn_type = fields.get("conn_type")
+    if conn_type and conn_type != "aws":
+        warn(f"connection {raw.conn_id!r} ({raw.origin}) has type {conn_type!r}, not 'aws'; reading it as AWS")
+    if fields.get("host"):
+        warn(f"connection {raw.conn_id!r} ({raw.origin}): the connection host is not used; "
+             "set the STS endpoint in the extra 'endpoint_url'")
+    if not custom_factory:
+        _warn_unknown_keys(conn, extra)
+
+    conn.login = _optional_str(conn, "login", fields.get("login"))
+    conn.password = _optional_str(conn, "password", fields.get("password"))
+    conn.session_kwargs = _dict(conn, extra, "session_kwargs")
+    unknown = sorted(set(conn.session_kwargs) - SESSION_KWARGS)
+    if unknown:
+        raise conn.error(f"session_kwargs: {', '.join(unknown)} not accepted by boto3.session.Session "
+                         f"(allowed: {', '.join(sorted(SESSION_KWARGS))})")
+    for key in ("aws_secret_access_key", "aws_session_token"):
+        add_secret(conn.session_kwargs.get(key))
+    conn.config_kwargs = _dict(conn, extra, "config_kwargs")
+    conn.assume_role_kwargs = _dict(conn, extra, "assume_role_kwargs")
+    conn.region_name = _str(conn, extra, "region_name") or _str(conn, conn.session_kwargs, "region_name", "session_kwargs.")
+    conn.profile_name = _profile_name(conn, extra)
+    conn.endpoint_url = _endpoint_url(conn, extra)
+    conn.verify = _verify(conn, extra.get("verify"))
+    conn.session_factory = _str(conn, extra, "session_factory")
+    _initial_keys(conn, extra)
+    _role(conn, extra)
+    return conn
+
+
+# -- the initial key pair ----------------------------------------------------------------
+
+
+def _initial_keys(conn: AwsConnection, extra: dict) -> None:
+    """login+password, else the extra's pair, else session_kwargs', else s3_config_file."""
+    pairs = [
+        ("login/password", conn.login, conn.password),
+        ("extra aws_access_key_id/aws_secret_access_key",
+         _str(conn, extra, "aws_access_key_id"), _str(conn, extra, "aws_secret_access_key")),
+        ("session_kwargs", _str(conn, conn.session_kwargs, "aws_access_key_id", "session_kwargs."),
+         _str(conn, conn.session_kwargs, "aws_secret_access_key", "session_kwargs.")),
+    ]
+    for where, key_id, secret in pairs:
+        if key_id and secret:
+            conn.aws_access_key_id, conn.aws_secret_access_key = key_id, secret
+            break
+        if key_id or secret:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): {where} has only one half of the key pair; "
+                 "it is ignored")
+    else:
+        pair = _s3_config_keys(conn, extra)
+        if pair:
+            conn.aws_access_key_id, conn.aws_secret_access_key = pair
+    conn.aws_session_token = (_str(conn, extra, "aws_session_token")
+                              or _str(conn, conn.session_kwargs, "aws_session_token", "session_kwargs."))
+    add_secret(conn.aws_secret_access_key)
+    add_secret(conn.aws_session_token)
+
+
+def _s3_config_keys(conn: AwsConnection, extra: dict) -> tuple[str, str] | None:
+    """The deprecated ``s3_config_file``: a key pair read from a boto, aws or s3cmd file."""
+    path = _str(conn, extra, "s3_config_file")
+    profile = _str(conn, extra, "profile")
+    if not path:
+        if profile:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): extra 'profile' is deprecated and only read "
+                 "with s3_config_file; did you mean 'profile_name'?")
+        return None
+    fmt = (_str(conn, extra, "s3_config_format") or "boto").lower()
+    warn(f"connection {conn.conn_id!r} ({conn.origin}): s3_config_file is deprecated; "
+         "put the key pair in login/password or use profile_name")
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise conn.error(f"s3_config_file {path}: {e.strerror or e}") from None
+    except configparser.Error as e:
+        raise conn.error(f"s3_config_file {path}: not an INI file ({type(e).__name__})") from None
+    if fmt == "boto":
+        section = f"profile {profile}" if profile and parser.has_section(f"profile {profile}") else "Credentials"
+        names = ("aws_access_key_id", "aws_secret_access_key")
+    elif fmt == "aws":
+        section = profile or "default"
+        names = ("aws_access_key_id", "aws_secret_access_key")
+    elif fmt == "s3cmd":
+        section = "default"
+        names = ("access_key", "secret_key")
+    else:
+        raise conn.error(f"s3_config_format {fmt!r} is not one of boto, aws, s3cmd")
+    if not parser.has_section(section):
+        raise conn.error(f"s3_config_file {path} has no [{section}] section ({fmt} format)")
+    values = [parser.get(section, name, fallback="").strip() for name in names]
+    if not all(values):
+        raise conn.error(f"s3_config_file {path} [{section}] lacks {' or '.join(names)}")
+    add_secret(values[1])
+    return values[0], values[1]
+
+
+# -- the role ----------------------------------------------------------------------------
+
+
+def _role(conn: AwsConnection, extra: dict) -> None:
+    conn.role_arn = _str(conn, extra, "role_arn")
+    account, role = _str(conn, extra, "aws_account_id"), _str(conn, extra, "aws_iam_role")
+    if account or role:
+        if not (account and role):
+            raise conn.error("the deprecated aws_account_id and aws_iam_role must be given together")
+        if conn.role_arn:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): aws_account_id/aws_iam_role are ignored "
+                 "because role_arn is set")
+        else:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): aws_account_id/aws_iam_role are deprecated; "
+                 f"use role_arn = \"arn:aws:iam::{account}:role/{role}\"")
+            conn.role_arn = f"arn:aws:iam::{account}:role/{role}"
+    if conn.role_arn is not None and not conn.role_arn.startswith("arn:"):
+        raise conn.error(f"role_arn {conn.role_arn!r} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+
+    method = extra.get("assume_role_method")
+    if method is not None and method not in METHODS:
+        raise conn.error(f"assume_role_method {method!r} is not one of {', '.join(METHODS)}")
+    if method in ("assume_role_with_saml", "assume_role_with_web_identity") and not conn.role_arn:
+        raise conn.error(f"assume_role_method {method} needs role_arn")
+    conn.assume_role_method = (method or "assume_role") if conn.role_arn else None
+
+    external_id = extra.get("external_id")
+    if external_id is not None:
+        if conn.assume_role_method != "assume_role":
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): the deprecated external_id is only used "
+                 "with assume_role; ignored")
+        elif "ExternalId" in conn.assume_role_kwargs:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): the deprecated external_id is ignored "
+                 "because assume_role_kwargs has ExternalId")
+        else:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): external_id is deprecated; "
+                 "put ExternalId in assume_role_kwargs")
+            conn.assume_role_kwargs["ExternalId"] = str(external_id)
+    if conn.role_arn:
+        conn.assume_role_kwargs.setdefault("RoleSessionName", role_session_name(conn.conn_id))
+
+
+def role_session_name(conn_id: str) -> str:
+    """``credproc-<conn id>`` in STS's character set, 2 to 64 characters.
+
+    A long id keeps its start and gets a short hash of the whole id, so two long ids that
+    share a prefix stay distinguishable in CloudTrail.
+    """
+    name = "credproc-" + "".join(c if c in _SESSION_NAME_CHARS else "-" for c in conn_id)
+    if len(name) > 64:
+        import hashlib
+
+        name = name[:55] + "-" + hashlib.sha256(conn_id.encode()).hexdigest()[:8]
+    return name
+
+
+# -- small typed getters -----------------------------------------------------------------
+
+
+def _warn_unknown_keys(conn: AwsConnection, extra: dict) -> None:
+    for key in sorted(set(extra) - KNOWN_EXTRA_KEYS):
+        close = difflib.get_close_matches(key, sorted(KNOWN_EXTRA_KEYS), n=1, cutoff=0.6)
+        if key == "region":
+            close = ["region_name"]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        warn(f"connection {conn.conn_id!r} ({conn.origin}): unknown extra key {key!r} is ignored{hint}")
+
+
+def _optional_str(conn: AwsConnection, name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise conn.error(f"{name} must be a string")
+    return value
+
+
+def _str(conn: AwsConnection, table: dict, key: str, prefix: str = "") -> str | None:
+    value = table.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise conn.error(f"{prefix}{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _dict(conn: AwsConnection, extra: dict, key: str) -> dict:
+    value = extra.get(key)
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):  # a URI's query can only carry strings: accept JSON text
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, dict):
+        raise conn.error(f"{key} must be a table/object (in a URI, pass it inside __extra__)")
+    return dict(value)
+
+
+def _profile_name(conn: AwsConnection, extra: dict) -> str | None:
+    direct = _str(conn, extra, "profile_name")
+    nested = _str(conn, conn.session_kwargs, "profile_name", "session_kwargs.")
+    if direct and nested and direct != nested:
+        warn(f"connection {conn.conn_id!r} ({conn.origin}): profile_name {direct!r} overrides "
+             f"session_kwargs.profile_name {nested!r}")
+    return direct or nested
+
+
+def _endpoint_url(conn: AwsConnection, extra: dict) -> str | None:
+    """service_config.sts.endpoint_url, else endpoint_url, else the seed's extra host."""
+    service_config = extra.get("service_config") or {}
+    if isinstance(service_config, str):
+        service_config = _dict(conn, {"service_config": service_config}, "service_config")
+    if not isinstance(service_config, dict):
+        raise conn.error("service_config must be a table/object")
+    sts = service_config.get("sts") or {}
+    if not isinstance(sts, dict):
+        raise conn.error("service_config.sts must be a table/object")
+    url = (_str(conn, sts, "endpoint_url", "service_config.sts.") or _str(conn, extra, "endpoint_url")
+           or _str(conn, extra, "host"))
+    if url and "://" not in url:
+        raise conn.error(f"endpoint {url!r} must be a URL such as https://sts.eu-west-1.amazonaws.com")
+    return url
+
+
+def _verify(conn: AwsConnection, value: Any) -> bool | str | None:
+    """TLS verification: a boolean, "true"/"false" as booleans, or a CA bundle path.
+
+    Airflow reads the string "false" as a CA bundle path, which then fails obscurely."""
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise conn.error(f"verify must be true, false or a CA bundle path, not {type(value).__name__}")
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    path = os.path.expanduser(value)
+    if not os.path.isfile(path):
+        raise conn.error(f"verify {value!r} is neither true/false nor an existing CA bundle file")
+    return path

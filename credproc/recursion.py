@@ -1,0 +1,98 @@
+"""Never recurse: a connection must not end up running credproc for itself.
+
+A connection without its own key pair asks boto3's default chain for the credentials that
+sign its STS call. That chain reads ``AWS_PROFILE``, which the SDK running us passes down,
+and a profile's ``credential_process`` may run credproc again - for the same connection,
+forever. Two guards:
+
+* before resolving the chain, :func:`check_profile` reads the profile boto3 will use (and
+  its ``source_profile``s) and refuses one that runs credproc for this same connection;
+* :func:`enter` records the connections being resolved in ``CREDPROC_CHAIN``, which child
+  processes inherit; :func:`check` (run first in every credproc) refuses a connection that
+  is already in the chain, or a chain that is too deep. This catches the loops the first
+  guard cannot see, after at most one extra process.
+
+Chaining *different* connections (``prod`` assuming a role with keys from a profile that
+runs ``credproc --conn base``) is legitimate and allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any, Mapping
+
+from credproc.errors import ConfigError
+
+CHAIN_VARIABLE = "CREDPROC_CHAIN"
+MAX_DEPTH = 4
+
+
+def _chain(environ: Mapping[str, str]) -> list[str]:
+    value = environ.get(CHAIN_VARIABLE, "")
+    return value.split("\n") if value else []
+
+
+def check(conn_id: str, environ: Mapping[str, str]) -> None:
+    chain = _chain(environ)
+    if conn_id in chain:
+        path = " -> ".join([*chain, conn_id])
+        raise ConfigError(
+            f"connection {conn_id!r} leads back to itself ({path}): the AWS profile used for its "
+            "credentials runs credproc for the same connection. Give the connection its own key pair "
+            "or a profile_name whose credentials do not come from it, or unset AWS_PROFILE"
+        )
+    if len(chain) >= MAX_DEPTH:
+        raise ConfigError(f"connection {conn_id!r}: credproc connections chained {len(chain)} deep "
+                          f"({' -> '.join(chain)}); refusing to go deeper")
+
+
+def enter(conn_id: str) -> None:
+    """Mark ``conn_id`` as being resolved, for every process we start from now on."""
+    os.environ[CHAIN_VARIABLE] = "\n".join([*_chain(os.environ), conn_id])
+
+
+def runs_credproc_for(command: str, conn_id: str) -> bool:
+    """Whether a ``credential_process`` command line runs credproc for ``conn_id``."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return False
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if program.startswith("credproc"):
+        args = argv[1:]
+    elif program.startswith("python") and argv[1:3] == ["-m", "credproc"]:
+        args = argv[3:]
+    else:
+        return False
+    target = "aws_default"
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--conn") and i + 1 < len(args):
+            target = args[i + 1]
+        elif arg.startswith("--conn="):
+            target = arg.split("=", 1)[1]
+        elif arg.startswith("-c") and len(arg) > 2:
+            target = arg[2:]
+    return target == conn_id
+
+
+def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse a profile (or one of its source profiles) whose credential_process is us."""
+    seen: set[str] = set()
+    name: str | None = profile
+    while name and name not in seen:
+        seen.add(name)
+        settings = profiles.get(name, {})
+        command = settings.get("credential_process")
+        if command and runs_credproc_for(command, conn_id):
+            via = f" (the source_profile of {profile!r})" if name != profile else ""
+            raise ConfigError(
+                f"connection {conn_id!r} has no key pair of its own, so boto3 would take its "
+                f"credentials from AWS profile {name!r}{via}, whose credential_process runs "
+                f"credproc for this same connection: that would loop. Give the connection a key "
+                f"pair or a profile_name that does not run credproc for it, or run the SDK without "
+                f"AWS_PROFILE={profile}"
+            )
+        name = settings.get("source_profile")
