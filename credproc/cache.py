@@ -21,7 +21,6 @@ lets the run print its credentials.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 try:  # the builtin module: hashlib would first load OpenSSL, ~7 ms on a cache hit
@@ -332,9 +331,3 @@ def _warn_once(what: str, message: str) -> None:
         _warned.add(what)
         warn(message)
 
-
-def write_stdout(body: bytes) -> None:
-    out = sys.stdout.buffer
-    out.write(body)
-    out.write(b"\n")
-    out.flush()
