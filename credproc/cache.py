@@ -5,7 +5,7 @@ One entry per connection identity, in ``$CREDPROC_CACHE_DIR`` (else
 
 An entry is one header line and then the exact JSON that the run prints::
 
-    credproc-cache 1 <key> <fetched> <expires> <digest of the body> <conn id in hex>
+    credproc-cache 1 <key> <fetched> <expires> <conn id in hex> <digest of all before it>
     {"Version": 1, "AccessKeyId": ...}
 
 so a cache hit checks the header with ``str.split`` and copies the body to stdout: it
@@ -183,7 +183,7 @@ class Slot:
             return None
         if fields[2] != self.key.encode() or len(data) > MAX_ENTRY_BYTES or not body:
             return None
-        if fields[5] != sha256(body).hexdigest()[:32].encode():
+        if fields[6] != _digest(fields[:6], body):
             return None
         try:
             return Entry(body, float(fields[3]), float(fields[4]))
@@ -200,14 +200,13 @@ class Slot:
         """Write the entry atomically; on failure warn and carry on (the caller still prints)."""
         try:
             self._ensure_directory()
-            header = b" ".join([
-                FORMAT, VERSION, self.key.encode(), b"%.3f" % fetched, b"%.3f" % expires,
-                sha256(body).hexdigest()[:32].encode(), self.conn_id.encode("utf-8", "surrogateescape").hex().encode(),
-            ])
+            fields = [FORMAT, VERSION, self.key.encode(), b"%.3f" % fetched, b"%.3f" % expires,
+                      self.conn_id.encode("utf-8", "surrogateescape").hex().encode()]
+            header = b" ".join([*fields, _digest(fields, body)])
             _atomic_write(self.path, header + b"\n" + body)
         except OSError as e:
-            warn(f"cannot write cache entry {self.path}: {e.strerror or e}; "
-                 "credentials will be fetched again on every run until this is fixed")
+            _warn_once(self.directory, f"cannot write cache entry {self.path}: {e.strerror or e}; "
+                       "credentials will be fetched again on every run until this is fixed")
 
     def _ensure_directory(self) -> None:
         if not os.path.isdir(self.directory):
@@ -255,7 +254,8 @@ class _EntryLock:
             warn(f"waited {self.timeout:.0f}s for lock {self.slot.lock_path}; fetching without it")
             return False
         except OSError as e:
-            warn(f"cannot lock {self.slot.lock_path}: {e.strerror or e}; fetching without the lock")
+            _warn_once(self.slot.directory, f"cannot lock {self.slot.lock_path}: {e.strerror or e}; "
+                       "fetching without the lock, and the cache may not be written either")
             return False
         self._lock = lock
         return True
@@ -283,6 +283,12 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False) -> bytes:
         if credentials.expires_at is not None:  # long-term keys are never cached
             slot.store(body, fetched=time.time(), expires=credentials.expires_at)
         return body
+
+
+def _digest(fields: list[bytes], body: bytes) -> bytes:
+    """Checks the header's fields and the body together: a flipped digit in the expiry is
+    as much a corrupt entry as a flipped byte in the secret."""
+    return sha256(b" ".join(fields) + b"\n" + body).hexdigest()[:32].encode()
 
 
 def _read_all(fd: int, limit: int) -> bytes:

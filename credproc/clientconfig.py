@@ -23,6 +23,7 @@ from botocore.config import Config
 
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError
+from credproc.log import warn
 
 RETRY_MODES = ("legacy", "standard", "adaptive")
 
@@ -37,7 +38,9 @@ def aws_config_path(environ: Mapping[str, str]) -> str:
 
 
 def profile_settings(profile: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The keys of ``[profile NAME]`` (``[default]``) in the AWS config file, or {}."""
+    """The keys of ``[profile NAME]`` (``[default]``) in the AWS config file, or {}.
+
+    A profile named but absent gets a warning: its retry settings cannot apply."""
     if not profile:
         return {}
     from botocore.configloader import load_config
@@ -46,18 +49,19 @@ def profile_settings(profile: str | None, environ: Mapping[str, str]) -> dict[st
     if not os.path.isfile(path):
         return {}
     try:
-        return load_config(path).get("profiles", {}).get(profile, {})
+        profiles = load_config(path).get("profiles", {})
     except Exception as e:  # botocore raises its own parse errors
         raise ConfigError(f"cannot read the AWS config file {path}: {type(e).__name__}") from None
+    if profile not in profiles:
+        warn(f"AWS profile {profile!r} is not in {path}: its retry_mode and max_attempts "
+             "cannot apply to credproc's STS calls")
+    return profiles.get(profile, {})
 
 
 def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The ``retries`` dict for botocore's Config, or None to leave botocore's default."""
     if "retries" in conn.config_kwargs:
-        retries = conn.config_kwargs["retries"]
-        if not isinstance(retries, dict):
-            raise conn.error("config_kwargs.retries must be a table/object")
-        return dict(retries)
+        return _checked_retries(conn, conn.config_kwargs["retries"])
     settings = profile_settings(profile, environ)
     where_profile = f"profile {profile!r} in {aws_config_path(environ)}"
     mode, mode_from = environ.get("AWS_RETRY_MODE"), "AWS_RETRY_MODE"
@@ -81,6 +85,23 @@ def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[st
             raise ConfigError(f"{attempts_from} is {attempts!r}, not a whole number of at least 1")
         retries["total_max_attempts"] = total
     return retries or None
+
+
+def _checked_retries(conn: AwsConnection, retries: Any) -> dict[str, Any]:
+    """config_kwargs.retries, checked here so that a mistake names its key."""
+    if not isinstance(retries, dict):
+        raise conn.error("config_kwargs.retries must be a table/object")
+    for key, value in retries.items():
+        if key == "mode":
+            if value not in RETRY_MODES:
+                raise conn.error(f"config_kwargs.retries.mode {value!r} is not one of {', '.join(RETRY_MODES)}")
+        elif key in ("max_attempts", "total_max_attempts"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise conn.error(f"config_kwargs.retries.{key} must be a whole number, not {value!r}")
+        else:
+            raise conn.error(f"config_kwargs.retries.{key} is not a retry setting "
+                             "(mode, max_attempts, total_max_attempts)")
+    return dict(retries)
 
 
 def make_config(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> Config:

@@ -146,28 +146,26 @@ def _initial_keys(conn: AwsConnection, extra: dict) -> None:
         if key_id or secret:
             warn(f"connection {conn.conn_id!r} ({conn.origin}): {where} has only one half of the key pair; "
                  "it is ignored")
-    else:
-        pair = _s3_config_keys(conn, extra)
-        if pair:
-            conn.aws_access_key_id, conn.aws_secret_access_key = pair
+    s3_config_file = _str(conn, extra, "s3_config_file")
+    if s3_config_file:
+        ignored = " (ignored: the connection has a key pair)" if conn.aws_access_key_id else ""
+        warn(f"connection {conn.conn_id!r} ({conn.origin}): s3_config_file is deprecated{ignored}; "
+             "put the key pair in login/password or use profile_name")
+        if not conn.aws_access_key_id:
+            conn.aws_access_key_id, conn.aws_secret_access_key = _s3_config_keys(conn, extra, s3_config_file)
+    elif _str(conn, extra, "profile"):
+        warn(f"connection {conn.conn_id!r} ({conn.origin}): extra 'profile' is deprecated and only read "
+             "with s3_config_file; did you mean 'profile_name'?")
     conn.aws_session_token = (_str(conn, extra, "aws_session_token")
                               or _str(conn, conn.session_kwargs, "aws_session_token", "session_kwargs."))
     add_secret(conn.aws_secret_access_key)
     add_secret(conn.aws_session_token)
 
 
-def _s3_config_keys(conn: AwsConnection, extra: dict) -> tuple[str, str] | None:
+def _s3_config_keys(conn: AwsConnection, extra: dict, path: str) -> tuple[str, str]:
     """The deprecated ``s3_config_file``: a key pair read from a boto, aws or s3cmd file."""
-    path = _str(conn, extra, "s3_config_file")
     profile = _str(conn, extra, "profile")
-    if not path:
-        if profile:
-            warn(f"connection {conn.conn_id!r} ({conn.origin}): extra 'profile' is deprecated and only read "
-                 "with s3_config_file; did you mean 'profile_name'?")
-        return None
     fmt = (_str(conn, extra, "s3_config_format") or "boto").lower()
-    warn(f"connection {conn.conn_id!r} ({conn.origin}): s3_config_file is deprecated; "
-         "put the key pair in login/password or use profile_name")
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)

@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credproc import methods
+from credproc import methods, recursion
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import one_line
@@ -109,12 +109,16 @@ class BaseSessionFactory:
 
     def credentials(self) -> Credentials:
         """What credproc prints for this connection: one fetch, frozen."""
+        cls = type(self)
+        custom = (cls.create_session is not BaseSessionFactory.create_session
+                  or cls._create_basic_session is not BaseSessionFactory._create_basic_session)
+        supplier = f"session factory {cls.__module__}.{cls.__qualname__}" if custom else None
         try:
-            if type(self).create_session is not BaseSessionFactory.create_session:
-                return static.freeze(self.create_session(), self.conn.conn_id)
+            if cls.create_session is not BaseSessionFactory.create_session:
+                return static.freeze(self.create_session(), self.conn.conn_id, supplier)
             if self.conn.role_arn:
                 return self._role_credentials()
-            return static.freeze(self.basic_session, self.conn.conn_id)
+            return static.freeze(self.basic_session, self.conn.conn_id, supplier)
         except (BotoCoreError, ClientError) as e:
             raise translate(e, self.conn) from e
 
@@ -146,6 +150,12 @@ def translate(error: Exception, conn: AwsConnection) -> CredprocError:
     if isinstance(error, (bx.ProfileNotFound, bx.InvalidConfigError, bx.UnknownRegionError,
                           bx.InvalidRetryConfigurationError, bx.InvalidRegionError)):
         return ConfigError(f"{prefix} ({conn.origin}): {one_line(error)}")
+    if isinstance(error, bx.CredentialRetrievalError) and "credproc: error:" in str(error):
+        # A profile's credential_process ran credproc (another connection, or a loop the
+        # child caught): pass its own message on, not botocore's wrapping of it.
+        child = one_line(str(error).rsplit("credproc: error:", 1)[1].strip())
+        kind = ConfigError if recursion.LOOP_MARKER in child else CredprocError
+        return kind(f"{prefix}: the credential_process of its AWS profile failed: {child}")
     if isinstance(error, bx.NoCredentialsError):
         return CredprocError(f"{prefix}: no AWS credentials to sign the STS call; boto3's chain tried "
                              f"{static.CHAIN}")
@@ -154,3 +164,61 @@ def translate(error: Exception, conn: AwsConnection) -> CredprocError:
     if isinstance(error, (bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.EndpointConnectionError)):
         return CredprocError(f"{prefix}: STS did not answer: {one_line(error)}")
     return CredprocError(f"{prefix}: {type(error).__name__}: {one_line(error)}")
+
+
+# -- choosing a factory --------------------------------------------------------------------
+
+ENTRY_POINT_GROUP = "credproc.session_factories"
+
+
+def load_factory(spec: str) -> type[BaseSessionFactory]:
+    """The factory class named by ``package.module.ClassName``, ``module:ClassName``, or
+    the short name of an entry point in the ``credproc.session_factories`` group."""
+    import importlib
+
+    if ":" in spec:
+        module_name, _, attribute = spec.partition(":")
+    elif "." in spec:
+        module_name, _, attribute = spec.rpartition(".")
+    else:
+        return _entry_point_factory(spec)
+    if not module_name or not attribute:
+        raise ConfigError(f"session factory {spec!r}: expected package.module.ClassName or module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"session factory {spec!r}: cannot import module {module_name!r}: "
+                          f"{type(e).__name__}: {e}") from e
+    except Exception as e:  # the module itself raised while being imported
+        raise ConfigError(f"session factory {spec!r}: importing module {module_name!r} failed: "
+                          f"{type(e).__name__}: {one_line(e)}") from e
+    target = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f"session factory {spec!r}: module {module_name!r} has no {attribute!r}") from None
+    return _checked(spec, target)
+
+
+def _entry_point_factory(name: str) -> type[BaseSessionFactory]:
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        raise ConfigError(f"session factory {name!r}: not an import path (package.module.ClassName) and no "
+                          f"installed package registers it in entry point group {ENTRY_POINT_GROUP!r}"
+                          f"{f' (registered: {known})' if known else ''}")
+    try:
+        target = found[0].load()
+    except Exception as e:
+        raise ConfigError(f"session factory {name!r}: entry point {found[0].value!r} does not load: "
+                          f"{type(e).__name__}: {one_line(e)}") from e
+    return _checked(name, target)
+
+
+def _checked(spec: str, target: object) -> type[BaseSessionFactory]:
+    if not (isinstance(target, type) and issubclass(target, BaseSessionFactory)):
+        raise ConfigError(f"session factory {spec!r} is not a subclass of credproc.BaseSessionFactory")
+    return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Mapping
 
 from credproc import cache, connection, recursion, sources
 from credproc.errors import ConfigError
@@ -12,33 +13,59 @@ from credproc.errors import ConfigError
 
 def credentials_for(conn_id: str, *, profile: str | None = None, session_factory: str | None = None,
                     refresh: bool = False, use_cache: bool = True) -> bytes:
-    """The credential_process JSON for ``conn_id``, as bytes ready for stdout."""
+    """The credential_process JSON for ``conn_id``, as bytes ready for stdout.
+
+    ``session_factory`` is the ``--session-factory`` flag; see :func:`choose_factory`.
+    """
     environ = os.environ
     recursion.check(conn_id, environ)
     definition = sources.locate(conn_id, environ)
-    if session_factory is None:
-        session_factory = environ.get("CREDPROC_SESSION_FACTORY")
-    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, session_factory, environ), conn_id)
+    # The same identity as the cache-hit fast path in cli.py computes.
+    identity_factory = session_factory or environ.get("CREDPROC_SESSION_FACTORY")
+    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, identity_factory, environ), conn_id)
     if use_cache and not refresh:
         entry = slot.read()
         if entry is not None and entry.is_fresh(time.time()):
             return entry.body
 
-    # A miss: everything below may import boto3. Configuration errors surface here, before
-    # any lock is taken or any network call made.
-    conn = load(definition)
-    factory = make_factory(conn, profile=profile or environ.get("AWS_PROFILE"))
-    recursion.enter(conn_id)
-    if not use_cache:
-        return factory.credentials().to_process_json().encode()
-    return cache.get_or_fetch(slot, factory.credentials, refresh=refresh)
-
-
-def load(definition: sources.Definition) -> connection.AwsConnection:
-    """The resolved connection, or a ConfigError naming every place that was searched."""
+    # A miss. Errors in the definition surface here, before any lock is taken. boto3 is
+    # imported only by the process that fetches: in a stampede, the others find the entry
+    # their lock holder wrote, and never pay for it.
     raw = sources.parse(definition)
+    factory_spec = choose_factory(session_factory, raw, definition, environ)
+    conn = load(definition, raw, custom_factory=factory_spec is not None)
+    profile = profile or environ.get("AWS_PROFILE")
+
+    def fetch():
+        recursion.enter(conn_id)
+        return make_factory(conn, profile=profile, factory_spec=factory_spec).credentials()
+
+    if not use_cache:
+        return fetch().to_process_json().encode()
+    return cache.get_or_fetch(slot, fetch, refresh=refresh)
+
+
+def choose_factory(flag: str | None, raw: sources.RawConnection | None, definition: sources.Definition,
+                   environ: Mapping[str, str]) -> str | None:
+    """The session factory in use, highest first: ``--session-factory``, the connection's
+    ``session_factory`` key, ``CREDPROC_SESSION_FACTORY``, the config file's top-level
+    ``session_factory``. None means credproc's own ``BaseSessionFactory``."""
+    file_settings = raw.file_settings if raw is not None else sources.file_settings(definition)
+    for candidate in (flag, raw.extra.get("session_factory") if raw else None,
+                      environ.get("CREDPROC_SESSION_FACTORY"), file_settings.get("session_factory")):
+        if candidate:
+            if not isinstance(candidate, str):
+                raise ConfigError(f"session_factory must be a string such as package.module.ClassName, "
+                                  f"not {type(candidate).__name__}")
+            return candidate
+    return None
+
+
+def load(definition: sources.Definition, raw: sources.RawConnection | None, *,
+         custom_factory: bool = False) -> connection.AwsConnection:
+    """The resolved connection, or a ConfigError naming every place that was searched."""
     if raw is not None:
-        return connection.resolve(raw)
+        return connection.resolve(raw, custom_factory=custom_factory)
     conn_id = definition.conn_id
     if conn_id == sources.DEFAULT_CONN_ID:
         return connection.empty(conn_id, "not defined: boto3's default chain")
@@ -52,14 +79,15 @@ def load(definition: sources.Definition) -> connection.AwsConnection:
     )
 
 
-def make_factory(conn: connection.AwsConnection, *, profile: str | None):
+def make_factory(conn: connection.AwsConnection, *, profile: str | None, factory_spec: str | None = None):
     from botocore.exceptions import BotoCoreError
 
     from credproc.clientconfig import make_config
-    from credproc.factory import BaseSessionFactory, translate
+    from credproc.factory import BaseSessionFactory, load_factory, translate
 
+    factory_class = load_factory(factory_spec) if factory_spec else BaseSessionFactory
     try:
         config = make_config(conn, profile, os.environ)
     except BotoCoreError as e:
         raise translate(e, conn) from e
-    return BaseSessionFactory(conn, config=config)
+    return factory_class(conn, config=config)

@@ -26,6 +26,9 @@ from credproc.errors import ConfigError
 
 CHAIN_VARIABLE = "CREDPROC_CHAIN"
 MAX_DEPTH = 4
+# Words every loop error carries, so that a parent credproc can tell a loop reported by its
+# child (through botocore's process provider) from any other failure of that child.
+LOOP_MARKER = "leads back to itself"
 
 
 def _chain(environ: Mapping[str, str]) -> list[str]:
@@ -38,13 +41,13 @@ def check(conn_id: str, environ: Mapping[str, str]) -> None:
     if conn_id in chain:
         path = " -> ".join([*chain, conn_id])
         raise ConfigError(
-            f"connection {conn_id!r} leads back to itself ({path}): the AWS profile used for its "
+            f"connection {conn_id!r} {LOOP_MARKER} ({path}): the AWS profile used for its "
             "credentials runs credproc for the same connection. Give the connection its own key pair "
-            "or a profile_name whose credentials do not come from it, or unset AWS_PROFILE"
+            "or a profile_name whose credentials do not come from it, or unset AWS_PROFILE/AWS_DEFAULT_PROFILE"
         )
     if len(chain) >= MAX_DEPTH:
         raise ConfigError(f"connection {conn_id!r}: credproc connections chained {len(chain)} deep "
-                          f"({' -> '.join(chain)}); refusing to go deeper")
+                          f"({' -> '.join(chain)}); refusing to go deeper, as if it {LOOP_MARKER}")
 
 
 def enter(conn_id: str) -> None:
@@ -89,10 +92,10 @@ def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str
         if command and runs_credproc_for(command, conn_id):
             via = f" (the source_profile of {profile!r})" if name != profile else ""
             raise ConfigError(
-                f"connection {conn_id!r} has no key pair of its own, so boto3 would take its "
-                f"credentials from AWS profile {name!r}{via}, whose credential_process runs "
-                f"credproc for this same connection: that would loop. Give the connection a key "
-                f"pair or a profile_name that does not run credproc for it, or run the SDK without "
-                f"AWS_PROFILE={profile}"
+                f"connection {conn_id!r} {LOOP_MARKER}: it has no key pair of its own, so boto3 "
+                f"would take its credentials from AWS profile {name!r}{via}, whose credential_process "
+                f"runs credproc for this same connection. Give the connection a key pair or a "
+                f"profile_name that does not run credproc for it, or run the SDK with another "
+                f"profile than {profile!r} (AWS_PROFILE/AWS_DEFAULT_PROFILE)"
             )
         name = settings.get("source_profile")

@@ -125,6 +125,13 @@ def parse(definition: Definition) -> RawConnection | None:
     return None
 
 
+def file_settings(definition: Definition) -> dict:
+    """The config file's top-level settings (such as ``session_factory``), or {}."""
+    if definition.kind != "file" or definition.read_error:
+        return {}
+    return parse_toml(definition.text, definition.where)[0]
+
+
 def parse_uri(value: str, origin: str) -> tuple[dict, dict]:
     """Airflow's URI form: ``aws://LOGIN:PASSWORD@HOST/?key=value&__extra__=<json>``.
 

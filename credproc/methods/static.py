@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import boto3
 
 from credproc import recursion
@@ -15,17 +17,37 @@ CHAIN = ("environment variables, the shared credentials and config files, web id
 
 
 def guard_profile(session: boto3.session.Session, conn_id: str) -> None:
-    """Refuse a chain that would reach a profile running credproc for this connection."""
+    """Refuse a chain that would reach a profile running credproc for this connection.
+
+    Only when boto3 would get that far: environment keys and IRSA's web identity come
+    before a profile's credential_process in its chain, unless the profile was named
+    explicitly (``profile_name``), which takes the environment keys out of the chain.
+    """
     botocore_session = session._session  # boto3 exposes no public handle on its config
+    explicit = botocore_session.instance_variables().get("profile") is not None
+    environ = os.environ
+    if not explicit and environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        return
+    if environ.get("AWS_ROLE_ARN") and environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return
     profiles = botocore_session.full_config.get("profiles", {})
     profile = botocore_session.profile or "default"
     recursion.check_profile(conn_id, profile, profiles)
 
 
-def freeze(session: boto3.session.Session, conn_id: str) -> Credentials:
-    """The session's credentials, resolved once, with their expiry when they have one."""
+def freeze(session: boto3.session.Session, conn_id: str, supplier: str | None = None) -> Credentials:
+    """The session's credentials, resolved once, with their expiry when they have one.
+
+    ``supplier`` names a user's session factory: a session of its without credentials is a
+    configuration error (exit 2), not a failure of boto3's chain.
+    """
+    if not isinstance(session, boto3.session.Session):
+        raise ConfigError(f"connection {conn_id!r}: {supplier or 'the factory'} returned "
+                          f"{type(session).__name__}, not a boto3.session.Session")
     credentials = session.get_credentials()
     if credentials is None:
+        if supplier:
+            raise ConfigError(f"connection {conn_id!r}: {supplier} returned a session without credentials")
         raise CredprocError(f"connection {conn_id!r}: no AWS credentials found; boto3's chain tried {CHAIN}")
     frozen = credentials.get_frozen_credentials()
     if not frozen.access_key or not frozen.secret_key:
