@@ -10,8 +10,8 @@ An entry is one header line and then the exact JSON that the run prints::
 
 so a cache hit checks the header with ``str.split`` and copies the body to stdout: it
 imports neither ``json`` nor ``re``. Writes are atomic (temporary file, fsync, rename), so
-a reader never takes the lock and never sees half an entry; the lock (filelock, imported on
-a miss only) is there so that N processes starting together make one STS call.
+a reader never takes the lock and never sees half an entry; the lock (a flock, taken on a
+miss only) is there so that N processes starting together make one STS call.
 
 A broken entry (truncated, garbage, another key, foreign owner, writable by others, a
 symlink) is a miss with a warning, and is replaced; a cache that cannot be written still
@@ -216,9 +216,8 @@ class Slot:
         if problem:
             raise OSError(0, f"directory {problem}")
 
-    def lock(self, timeout: float = LOCK_TIMEOUT):
-        """The entry's lock, as a context manager that yields whether it is held."""
-        return _EntryLock(self, timeout)
+    def lock(self, timeout: float = LOCK_TIMEOUT) -> "EntryLock":
+        return EntryLock(self, timeout)
 
     def remove(self) -> bool:
         try:
@@ -228,61 +227,128 @@ class Slot:
             return False
 
 
-class _EntryLock:
-    """flock on ``<entry>.lock`` through filelock: the kernel drops it when its holder dies,
-    so a killed process never blocks anyone."""
+HELD, RELEASED, NOT_HELD = "held", "released", "not held"
+
+
+class EntryLock:
+    """The lock of one entry: a ``flock`` on ``<entry>.lock``.
+
+    :meth:`acquire` either takes the lock (HELD), or, when another process holds it, waits
+    until that process lets go (RELEASED: this process holds nothing, and should re-read the
+    entry the other one has most likely just written), or gives up (NOT_HELD, with a warning).
+    Waiting is done by polling for a *shared* lock, so that when a fetch completes all its
+    waiters wake at once and read the new entry side by side, instead of queueing for the
+    exclusive lock one by one.
+
+    The kernel drops a flock when its holder dies, so a killed process never blocks anyone.
+    This is filelock's Unix lock plus the shared wait, in a few lines: filelock takes about
+    90 ms to import here (it loads asyncio), which every waiter of a stampede would pay.
+    filelock remains the lock where ``fcntl`` does not exist (Windows).
+    """
+
+    POLL = 0.05  # seconds between looks at a held lock: a fetch takes far longer
 
     def __init__(self, slot: Slot, timeout: float):
         self.slot = slot
+        self.deadline = time.monotonic() + timeout
         self.timeout = timeout
-        self._lock = None
+        self._fd: int | None = None
+        self._release = None
 
-    def __enter__(self) -> bool:
+    def acquire(self) -> str:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self._acquire_filelock()
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._release = lambda: fcntl.flock(self._fd, fcntl.LOCK_UN)
+            return HELD
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            return self._unavailable(e)
+        while time.monotonic() < self.deadline:
+            time.sleep(self.POLL)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            return RELEASED
+        # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
+        # process on this machine: after the timeout we fetch without the lock. Writes are
+        # atomic renames, so the worst case is one extra STS call.
+        warn(f"waited {self.timeout:.0f}s for lock {self.slot.lock_path}; fetching without it")
+        return NOT_HELD
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+    def close(self) -> None:
+        self.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        problem = self.slot.directory_problem()
+        if problem:
+            raise OSError(0, problem)
+        self.slot._ensure_directory()
+        return os.open(self.slot.lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+
+    def _unavailable(self, error: OSError) -> str:
+        _warn_once(self.slot.directory, f"cannot lock {self.slot.lock_path}: {error.strerror or error}; "
+                   "fetching without the lock, and the cache may not be written either")
+        return NOT_HELD
+
+    def _acquire_filelock(self) -> str:  # pragma: no cover - Windows
         from filelock import FileLock, Timeout
 
-        problem = self.slot.directory_problem()
+        lock = FileLock(self.slot.lock_path, timeout=max(0.0, self.deadline - time.monotonic()))
         try:
-            if problem:
-                raise OSError(0, problem)
-            self.slot._ensure_directory()
-            lock = FileLock(self.slot.lock_path, timeout=self.timeout, mode=0o600)
             lock.acquire()
         except Timeout:
-            # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
-            # process on this machine: after the timeout we fetch without the lock. Writes
-            # are atomic renames, so the worst case is one extra STS call.
-            warn(f"waited {self.timeout:.0f}s for lock {self.slot.lock_path}; fetching without it")
-            return False
-        except OSError as e:
-            _warn_once(self.slot.directory, f"cannot lock {self.slot.lock_path}: {e.strerror or e}; "
-                       "fetching without the lock, and the cache may not be written either")
-            return False
-        self._lock = lock
-        return True
-
-    def __exit__(self, *exc) -> None:
-        if self._lock is not None:
-            self._lock.release()
+            return NOT_HELD
+        self._release = lock.release
+        return HELD
 
 
 def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False) -> bytes:
-    """The body to print: a fresh entry, else ``fetch()`` under the entry's lock, stored.
+    """The body to print: a usable entry, else ``fetch()`` under the entry's lock, stored.
 
-    A process that waited for the lock re-reads the entry first: whoever held the lock has
-    usually just refreshed it. An entry written after this call began is taken even when it
-    is not "fresh" by the margin (short-lived roles), so a stampede makes one STS call.
+    Whoever held the lock has usually just refreshed the entry, so it is read again after
+    every wait. An entry written after this call began is taken even when it is not "fresh"
+    by the margin (short-lived roles), so a stampede makes one STS call.
     """
     started = time.time()
-    with slot.lock():
-        entry = slot.read()
-        if entry is not None and entry.expires > time.time():
-            if entry.fetched >= started or (not refresh and entry.is_fresh(time.time())):
+
+    def usable(entry: Entry | None) -> bool:
+        now = time.time()
+        return entry is not None and entry.expires > now and (
+            entry.fetched >= started or (not refresh and entry.is_fresh(now)))
+
+    lock = slot.lock()
+    try:
+        while True:
+            state = lock.acquire()
+            entry = slot.read()
+            if usable(entry):
                 return entry.body
-        credentials = fetch()
-        body = credentials.to_process_json().encode()
-        if credentials.expires_at is not None:  # long-term keys are never cached
-            slot.store(body, fetched=time.time(), expires=credentials.expires_at)
-        return body
+            if state == RELEASED:
+                continue  # the holder failed or its result is no use: our turn to try
+            credentials = fetch()
+            body = credentials.to_process_json().encode()
+            if credentials.expires_at is not None:  # long-term keys are never cached
+                slot.store(body, fetched=time.time(), expires=credentials.expires_at)
+            return body
+    finally:
+        lock.close()
 
 
 def _digest(fields: list[bytes], body: bytes) -> bytes:

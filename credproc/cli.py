@@ -21,12 +21,17 @@ _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--sessio
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     fast = _fast_args(args)
-    if fast is not None and "CREDPROC_CHAIN" not in os.environ:
-        body = _cached(fast.get("conn", sources.DEFAULT_CONN_ID), fast.get("session_factory"))
+    if fast is None:  # anything but the plain main job: argparse decides
+        options = build_parser().parse_args(args)
+        return run(options.conn, profile=options.profile, session_factory=options.session_factory,
+                   refresh=options.refresh, use_cache=not options.no_cache, debug=options.debug)
+    conn_id = fast.get("conn", sources.DEFAULT_CONN_ID)
+    if "CREDPROC_CHAIN" not in os.environ:  # inside another credproc's fetch: no shortcuts
+        body = _cached(conn_id, fast.get("session_factory"))
         if body is not None:
             write_credentials(body)
             return 0
-    return _full(args)
+    return run(conn_id, profile=fast.get("profile"), session_factory=fast.get("session_factory"))
 
 
 def _fast_args(args: list[str]) -> dict[str, str] | None:
@@ -69,7 +74,7 @@ def write_credentials(body: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# The full path: a miss, or anything but the plain main job.
+# Past the fast path: a miss, or a command line that needs argparse.
 
 EPILOG = """\
 examples:
@@ -122,25 +127,30 @@ def build_parser():
     return parser
 
 
-def _full(args: list[str]) -> int:
-    from credproc.errors import CredprocError
-    from credproc.log import setup_logging
+def run(conn_id: str, *, profile: str | None = None, session_factory: str | None = None,
+        refresh: bool = False, use_cache: bool = True, debug: bool = False) -> int:
+    """The main job past the fast path, with its errors turned into one line and an exit code.
 
-    options = build_parser().parse_args(args)
-    setup_logging(options.debug)
+    Still no argparse nor logging here: in a stampede, the processes that only wait for the
+    fetching one and then read its entry never need them.
+    """
+    from credproc.errors import CredprocError
+
+    if debug:
+        from credproc.log import setup_logging
+
+        setup_logging(debug=True)
     try:
         from credproc import job
 
-        body = job.credentials_for(
-            options.conn, profile=options.profile, session_factory=options.session_factory,
-            refresh=options.refresh, use_cache=not options.no_cache,
-        )
+        body = job.credentials_for(conn_id, profile=profile, session_factory=session_factory,
+                                   refresh=refresh, use_cache=use_cache, debug=debug)
     except CredprocError as e:
-        return _report(str(e), e.exit_code, options.debug)
+        return _report(str(e), e.exit_code, debug)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug, or an error inside a user's session factory
-        return _report(f"connection {options.conn!r}: {type(e).__name__}: {e}", 1, options.debug,
+        return _report(f"connection {conn_id!r}: {type(e).__name__}: {e}", 1, debug,
                        hint=" (run with --debug for the traceback)")
     write_credentials(body)
     return 0

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
-from credproc import cache, connection, recursion, sources
+from credproc import cache, recursion, sources
 from credproc.errors import ConfigError
 
 
 def credentials_for(conn_id: str, *, profile: str | None = None, session_factory: str | None = None,
-                    refresh: bool = False, use_cache: bool = True) -> bytes:
+                    refresh: bool = False, use_cache: bool = True, debug: bool = False) -> bytes:
     """The credential_process JSON for ``conn_id``, as bytes ready for stdout.
 
     ``session_factory`` is the ``--session-factory`` flag; see :func:`choose_factory`.
@@ -28,15 +28,21 @@ def credentials_for(conn_id: str, *, profile: str | None = None, session_factory
         if entry is not None and entry.is_fresh(time.time()):
             return entry.body
 
-    # A miss. Errors in the definition surface here, before any lock is taken. boto3 is
-    # imported only by the process that fetches: in a stampede, the others find the entry
-    # their lock holder wrote, and never pay for it.
-    raw = sources.parse(definition)
-    factory_spec = choose_factory(session_factory, raw, definition, environ)
-    conn = load(definition, raw, custom_factory=factory_spec is not None)
+    # A miss. The process that gets the lock fetches; the others wait for it and find the
+    # entry it wrote. Until then nothing heavy is imported: in a stampede
+    # the waiters never parse the definition nor load boto3. (Errors in the definition are found under the
+    # lock, which is released as the error propagates.)
+    if definition.kind == "none" and conn_id != sources.DEFAULT_CONN_ID:
+        raise not_defined(definition)  # no need to lock to know that
     profile = profile or environ.get("AWS_PROFILE")
 
     def fetch():
+        from credproc.log import setup_logging
+
+        setup_logging(debug)  # for the factory's log; logging imports re, so only here
+        raw = sources.parse(definition)
+        factory_spec = choose_factory(session_factory, raw, definition, environ)
+        conn = load(definition, raw, custom_factory=factory_spec is not None)
         recursion.enter(conn_id)
         return make_factory(conn, profile=profile, factory_spec=factory_spec).credentials()
 
@@ -62,24 +68,30 @@ def choose_factory(flag: str | None, raw: sources.RawConnection | None, definiti
 
 
 def load(definition: sources.Definition, raw: sources.RawConnection | None, *,
-         custom_factory: bool = False) -> connection.AwsConnection:
+         custom_factory: bool = False):
     """The resolved connection, or a ConfigError naming every place that was searched."""
+    from credproc import connection
+
     if raw is not None:
         return connection.resolve(raw, custom_factory=custom_factory)
+    if definition.conn_id == sources.DEFAULT_CONN_ID:
+        return connection.empty(definition.conn_id, "not defined: boto3's default chain")
+    raise not_defined(definition)
+
+
+def not_defined(definition: sources.Definition) -> ConfigError:
     conn_id = definition.conn_id
-    if conn_id == sources.DEFAULT_CONN_ID:
-        return connection.empty(conn_id, "not defined: boto3's default chain")
     if definition.kind == "file":
         in_file = f"no [connections.{conn_id}] table in {definition.where}"
     else:
         in_file = f"no config file {definition.where}"
-    raise ConfigError(
+    return ConfigError(
         f"connection {conn_id!r} is not defined: no environment variable "
         f"{sources.credproc_variable(conn_id)} or {sources.airflow_variable(conn_id)}, and {in_file}"
     )
 
 
-def make_factory(conn: connection.AwsConnection, *, profile: str | None, factory_spec: str | None = None):
+def make_factory(conn, *, profile: str | None, factory_spec: str | None = None):
     from botocore.exceptions import BotoCoreError
 
     from credproc.clientconfig import make_config

@@ -19,8 +19,7 @@ runs ``credproc --conn base``) is legitimate and allowed.
 from __future__ import annotations
 
 import os
-import shlex
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from credproc.errors import ConfigError
 
@@ -57,6 +56,8 @@ def enter(conn_id: str) -> None:
 
 def runs_credproc_for(command: str, conn_id: str) -> bool:
     """Whether a ``credential_process`` command line runs credproc for ``conn_id``."""
+    import shlex  # imports re: only when a profile is checked, never on the way to the lock
+
     try:
         argv = shlex.split(command)
     except ValueError:
@@ -81,7 +82,7 @@ def runs_credproc_for(command: str, conn_id: str) -> bool:
     return target == conn_id
 
 
-def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str, object]]) -> None:
     """Refuse a profile (or one of its source profiles) whose credential_process is us."""
     seen: set[str] = set()
     name: str | None = profile
