@@ -18,8 +18,16 @@ from credproc import cache, sources
 _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--session-factory": "session_factory"}
 
 
+# The people-facing commands (credproc list, show, check, ...) live in credproc.commands.
+COMMANDS = ("list", "show", "check", "configure", "env", "cache", "secret")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in COMMANDS:
+        from credproc.commands import main as command_main
+
+        return command_main(args)
     fast = _fast_args(args)
     if fast is None:  # anything but the plain main job: argparse decides
         options = build_parser().parse_args(args)
