@@ -28,9 +28,12 @@ from credproc.log import warn
 RETRY_MODES = ("legacy", "standard", "adaptive")
 
 # botocore waits 60 s to connect and 60 s per read, per attempt; an SDK waiting on us (Rust
-# gives up after 5 s) is better served by failing fast. config_kwargs overrides both.
+# gives up after 5 s) is better served by failing fast. With the default retry mode below
+# (standard: 3 attempts, backoff of a second or two) a dead STS costs at most about 35 s.
+# config_kwargs overrides both timeouts; the retry settings below override the mode.
 DEFAULT_CONNECT_TIMEOUT = 5
-DEFAULT_READ_TIMEOUT = 15
+DEFAULT_READ_TIMEOUT = 10
+DEFAULT_RETRY_MODE = "standard"
 
 
 def aws_config_path(environ: Mapping[str, str]) -> str:
@@ -58,8 +61,8 @@ def profile_settings(profile: str | None, environ: Mapping[str, str]) -> dict[st
     return profiles.get(profile, {})
 
 
-def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """The ``retries`` dict for botocore's Config, or None to leave botocore's default."""
+def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``retries`` dict for botocore's Config (standard mode when nothing says otherwise)."""
     if "retries" in conn.config_kwargs:
         return _checked_retries(conn, conn.config_kwargs["retries"])
     settings = profile_settings(profile, environ)
@@ -84,7 +87,8 @@ def retry_settings(conn: AwsConnection, profile: str | None, environ: Mapping[st
         if total < 1:
             raise ConfigError(f"{attempts_from} is {attempts!r}, not a whole number of at least 1")
         retries["total_max_attempts"] = total
-    return retries or None
+    retries.setdefault("mode", DEFAULT_RETRY_MODE)
+    return retries
 
 
 def _checked_retries(conn: AwsConnection, retries: Any) -> dict[str, Any]:
@@ -108,9 +112,7 @@ def make_config(conn: AwsConnection, profile: str | None, environ: Mapping[str, 
     kwargs = dict(conn.config_kwargs)
     if str(kwargs.get("signature_version", "")).lower() == "unsigned":
         kwargs["signature_version"] = UNSIGNED
-    retries = retry_settings(conn, profile, environ)
-    if retries is not None:
-        kwargs["retries"] = retries
+    kwargs["retries"] = retry_settings(conn, profile, environ)
     kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     kwargs.setdefault("read_timeout", DEFAULT_READ_TIMEOUT)
     try:

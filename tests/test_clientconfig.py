@@ -67,19 +67,26 @@ def test_per_field_precedence_attempts_env_mode_profile(aws_config):
     assert retry_settings(conn(), "p", environ) == {"mode": "adaptive", "total_max_attempts": 3}
 
 
-def test_nothing_set_is_none(aws_config):
+STANDARD = {"mode": "standard"}  # credproc's default: 3 attempts, so a dead STS fails within a minute
+
+
+def test_nothing_set_is_standard_mode(aws_config):
     environ = aws_config("[profile p]\nregion = eu-west-1\n")
-    assert retry_settings(conn(), "p", environ) is None
-    assert retry_settings(conn(), None, {}) is None
+    assert retry_settings(conn(), "p", environ) == STANDARD
+    assert retry_settings(conn(), None, {}) == STANDARD
+
+
+def test_attempts_without_mode_use_standard_mode():
+    assert retry_settings(conn(), None, {"AWS_MAX_ATTEMPTS": "4"}) == {"mode": "standard", "total_max_attempts": 4}
 
 
 def test_other_profile_is_not_read(aws_config):
     environ = aws_config("[profile other]\nretry_mode = adaptive\n")
-    assert retry_settings(conn(), "p", environ) is None
+    assert retry_settings(conn(), "p", environ) == STANDARD
 
 
 def test_missing_config_file(tmp_path):
-    assert retry_settings(conn(), "p", {"AWS_CONFIG_FILE": str(tmp_path / "absent")}) is None
+    assert retry_settings(conn(), "p", {"AWS_CONFIG_FILE": str(tmp_path / "absent")}) == STANDARD
 
 
 def test_invalid_env_mode_names_variable():
@@ -125,7 +132,7 @@ def test_make_config_other_signature_version_kept():
 def test_make_config_default_timeouts():
     cfg = make_config(conn(), None, {})
     assert cfg.connect_timeout == DEFAULT_CONNECT_TIMEOUT == 5
-    assert cfg.read_timeout == DEFAULT_READ_TIMEOUT == 15
+    assert cfg.read_timeout == DEFAULT_READ_TIMEOUT == 10
 
 
 def test_make_config_timeouts_overridden():
