@@ -36,7 +36,9 @@ from credproc.log import warn
 FORMAT = b"credproc-cache"
 VERSION = b"1"
 MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
-LOCK_TIMEOUT = 30.0  # seconds a process waits for another one's refresh; see get_or_fetch
+# Seconds a process waits for another one's refresh before fetching without the lock
+# (see EntryLock); CREDPROC_LOCK_TIMEOUT changes it, e.g. for an SDK with a 5 s budget.
+LOCK_TIMEOUT = 30.0
 
 # When to refresh. botocore treats credentials with less than 15 minutes left as due for
 # refresh (it re-runs the process on every API call) and refuses, with an error, ones with
@@ -319,7 +321,7 @@ class EntryLock:
         return HELD
 
 
-def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False) -> bytes:
+def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> bytes:
     """The body to print: a usable entry, else ``fetch()`` under the entry's lock, stored.
 
     Whoever held the lock has usually just refreshed the entry, so it is read again after
@@ -333,7 +335,7 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False) -> bytes:
         return entry is not None and entry.expires > now and (
             entry.fetched >= started or (not refresh and entry.is_fresh(now)))
 
-    lock = slot.lock()
+    lock = slot.lock(lock_timeout)
     try:
         while True:
             state = lock.acquire()

@@ -48,7 +48,21 @@ def credentials_for(conn_id: str, *, profile: str | None = None, session_factory
 
     if not use_cache:
         return fetch().to_process_json().encode()
-    return cache.get_or_fetch(slot, fetch, refresh=refresh)
+    return cache.get_or_fetch(slot, fetch, refresh=refresh, lock_timeout=lock_timeout(environ))
+
+
+def lock_timeout(environ: Mapping[str, str]) -> float:
+    """``CREDPROC_LOCK_TIMEOUT`` in seconds, else the cache's default."""
+    value = environ.get("CREDPROC_LOCK_TIMEOUT")
+    if not value:
+        return cache.LOCK_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise ConfigError(f"CREDPROC_LOCK_TIMEOUT is {value!r}, not a number of seconds from 0 to 3600")
+    return seconds
 
 
 def choose_factory(flag: str | None, raw: sources.RawConnection | None, definition: sources.Definition,
