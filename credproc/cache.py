@@ -70,11 +70,14 @@ IDENTITY_VARIABLES = (
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "GOOGLE_APPLICATION_CREDENTIALS",
+    "CLOUDSDK_CONFIG",
+    "GCE_METADATA_HOST",
     "CREDPROC_SESSION_FACTORY",
 )
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _warned: set[str] = set()
 
 
@@ -157,7 +160,8 @@ class Slot:
             _warn_once(self.directory, f"not using cache directory {self.directory}: {problem}")
             return None
         try:
-            fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC)
+            # O_NONBLOCK: a FIFO planted in our place must not block the open (no effect on files)
+            fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as e:  # ELOOP: a symlink planted in our place
@@ -185,7 +189,7 @@ class Slot:
             return None
         if fields[2] != self.key.encode() or len(data) > MAX_ENTRY_BYTES or not body:
             return None
-        if fields[6] != _digest(fields[:6], body):
+        if fields[6] != _digest(fields[:6], body) or not _looks_like_output(body):
             return None
         try:
             return Entry(body, float(fields[3]), float(fields[4]))
@@ -302,7 +306,11 @@ class EntryLock:
         if problem:
             raise OSError(0, problem)
         self.slot._ensure_directory()
-        return os.open(self.slot.lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
+        fd = os.open(self.slot.lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, 0o600)
+        if not (os.fstat(fd).st_mode & 0o170000 == 0o100000):
+            os.close(fd)
+            raise OSError(0, "the lock file is not a regular file")
+        return fd
 
     def _unavailable(self, error: OSError) -> str:
         _warn_once(self.slot.directory, f"cannot lock {self.slot.lock_path}: {error.strerror or error}; "
@@ -351,6 +359,14 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: floa
             return body
     finally:
         lock.close()
+
+
+def _looks_like_output(body: bytes) -> bool:
+    """The shape of what ``Credentials.to_process_json`` writes: one flat JSON object that
+    starts with Version 1 and holds a secret key. Cheap to check without ``json``, and enough to
+    refuse an entry forged with a valid digest (the digest is a checksum, not a signature)."""
+    return (body.startswith(b'{"Version": 1, "AccessKeyId": "') and body.endswith(b"}")
+            and body.count(b"{") == 1 and body.count(b"}") == 1 and b'"SecretAccessKey": "' in body)
 
 
 def _digest(fields: list[bytes], body: bytes) -> bytes:

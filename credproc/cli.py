@@ -65,8 +65,6 @@ def _fast_args(args: list[str]) -> dict[str, str] | None:
 
 def _cached(conn_id: str, session_factory: str | None) -> bytes | None:
     environ = os.environ
-    if session_factory is None:
-        session_factory = environ.get("CREDPROC_SESSION_FACTORY")
     definition = sources.locate(conn_id, environ)
     slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, session_factory, environ), conn_id)
     entry = slot.read()
@@ -98,6 +96,9 @@ in ~/.aws/config:
 connections are read from CREDPROC_CONN_<ID>, AIRFLOW_CONN_<ID> (Airflow's URI or JSON
 form), then [connections.<id>] in $CREDPROC_CONFIG or ~/.config/credproc/config.toml.
 exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configuration error.
+
+commands for people (credproc COMMAND --help):
+  list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID
 """
 
 
@@ -123,7 +124,10 @@ def build_parser():
                         help="the AWS profile that runs credproc, whose retry_mode and max_attempts "
                              "also govern credproc's STS calls (default: $AWS_PROFILE)")
     parser.add_argument("--session-factory", metavar="PATH",
-                        help="a BaseSessionFactory subclass, as package.module.ClassName")
+                        help="a BaseSessionFactory subclass: package.module.ClassName, "
+                             "module:ClassName, or a name registered in the credproc.session_factories "
+                             "entry-point group (default: the connection's session_factory, "
+                             "$CREDPROC_SESSION_FACTORY, the config file's session_factory)")
     cache_group = parser.add_mutually_exclusive_group()
     cache_group.add_argument("--refresh", action="store_true",
                              help="ignore the cached entry, fetch anew and store the result")

@@ -1,20 +1,28 @@
 """``BaseSessionFactory``: turns a connection into a boto3 session, and into the credentials
-credproc prints. Users subclass it for their own federation (see the README).
+credproc prints. Users subclass it for their own federation (README, "Writing a session
+factory"; a working one is in ``examples/factory/``).
 
 The flow of :meth:`BaseSessionFactory.credentials`:
 
-* a subclass that overrides :meth:`create_session` is trusted whole: its session's
-  credentials are frozen and printed;
-* otherwise the *basic session* (the connection's key pair, or boto3's default chain) either
-  is the answer (no ``role_arn``) or only signs the STS call of the connection's
-  ``assume_role_method`` - the output is then the assumed role's alone.
+* a subclass that overrides :meth:`~BaseSessionFactory.create_session` is trusted whole: its
+  session's credentials are frozen and printed;
+* otherwise the *basic session* (the connection's key pair, boto3's default chain, or what a
+  subclass's :meth:`~BaseSessionFactory._create_basic_session` returns) either is the answer
+  (no ``role_arn``) or only signs the STS call of the connection's ``assume_role_method``:
+  the output is then the assumed role's alone.
+
+Which factory a run uses is decided in ``credproc.job`` (``--session-factory``, the
+connection's ``session_factory`` key, ``CREDPROC_SESSION_FACTORY``, the config file's
+top-level ``session_factory``); :func:`load_factory` imports it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
 import botocore.session
@@ -26,26 +34,73 @@ from botocore.exceptions import BotoCoreError, ClientError
 from credproc import methods, recursion
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
-from credproc.log import one_line
+from credproc.log import add_secret, one_line
 from credproc.methods import static
 from credproc.protocol import Credentials
 
+# Names of extra keys (at any depth: ``federation.password``, ``client_secret``) whose values
+# are secrets of a factory's own: registered with credproc.log at once, so that no message,
+# not even a factory's exception, shows them. Matched as the key's last word, so that
+# ``assume_role_with_web_identity_token_file`` (a path) stays readable.
+_SECRET_KEY_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "assertion",
+                       "secret_key", "secret_access_key", "private_key", "api_key")
+
 
 class BaseSessionFactory:
-    """Create boto3 sessions for one connection.
+    """Create boto3 sessions for one connection; subclass it to plug in your own federation.
 
-    Public, stable attributes for subclasses: ``conn`` (the resolved connection, with
-    ``conn_id``), ``extra_config`` (its extra as a dict), ``region_name``, ``config`` (the
-    botocore Config for STS), ``log`` (a logger writing to stderr) and ``basic_session``.
-    Override :meth:`_create_basic_session` to supply the initial credentials, or
-    :meth:`create_session` to supply the final session yourself.
+    credproc builds one instance per fetch, ``Factory(conn, config=config)``, and prints
+    :meth:`credentials`. The public, stable interface for subclasses:
+
+    Attributes and helpers you may read:
+
+    * ``self.conn``: the resolved connection (``conn_id``, ``origin``, ``login``,
+      ``password``, ``role_arn``, ``region_name``, ``session_kwargs``, ...);
+    * ``self.extra_config``: the connection's extra as a dict, including keys credproc does
+      not know (they are your factory's own settings, and are not warned about);
+    * ``self.region_name`` and ``self._get_region_name()``: the connection's region (may be None);
+    * ``self.config``: the ``botocore.config.Config`` for STS (retries, timeouts, proxies);
+    * ``self.log``: a ``logging.Logger`` that writes to stderr (``--debug`` shows DEBUG and
+      INFO; WARNING and above always show). Never print to stdout: it carries the credentials.
+      (credproc sends stdout to stderr while a factory runs, but the logger is the way.)
+    * ``self.basic_session``: the session from :meth:`_create_basic_session`, built once;
+    * ``self.secret(field)``: a secret of the connection (see below).
+
+    Methods you may override:
+
+    * ``_create_basic_session(self, session_kwargs) -> boto3.session.Session``: the session
+      holding the *initial* credentials, e.g. a botocore ``RefreshableCredentials`` from
+      your federation call put on a botocore session. With a ``role_arn`` in the connection,
+      credproc still assumes the role, signing with this session; without one, this
+      session's credentials are the output. ``super()._create_basic_session(session_kwargs)``
+      is credproc's own (the key pair, else boto3's default chain).
+    * ``create_session(self) -> boto3.session.Session``: the *final* session; credproc then
+      does nothing else (no assume-role unless you call ``super().create_session()``).
+
+    What credproc does with the session: resolves its credentials once, freezes them, prints
+    them and caches them until shortly before their expiry (``RefreshableCredentials`` carry
+    one; plain ``Credentials`` are long-term keys, printed without ``Expiration`` and never
+    cached). A session without credentials, or something that is not a
+    ``boto3.session.Session``, is a configuration error (exit 2); an exception your code
+    raises is a failure (exit 1) showing its type and message, with the traceback under
+    ``--debug``.
+
+    Secrets. A factory reads a secret with ``self.secret("federation.password")`` rather
+    than from ``extra_config`` directly: the value then comes from the connection's
+    definition if it is there, else from the OS keyring (``credproc secret set ID --field
+    federation.password``), so it need not sit in a config file; and it is registered at
+    once so that no log line or error message can show it. :meth:`_stored_secret` is the one
+    place that consults the keyring.
     """
 
     def __init__(self, conn: AwsConnection, region_name: str | None = None, config: Config | None = None):
         self.conn = conn
         self.region_name = region_name or conn.region_name
         self.config = config if config is not None else Config()
-        self.log = logging.getLogger("credproc.factory")
+        cls = type(self)
+        self.log = logging.getLogger("credproc.factory" if cls is BaseSessionFactory
+                                     else f"credproc.factory.{cls.__module__}.{cls.__qualname__}")
+        _register_secret_like(conn.extra_config)
 
     @property
     def extra_config(self) -> dict[str, Any]:
@@ -58,10 +113,72 @@ class BaseSessionFactory:
     def _get_region_name(self) -> str | None:
         return self.region_name
 
+    # -- secrets ----------------------------------------------------------------------------
+
+    def secret(self, field: str, *, required: bool = True) -> str | None:
+        """A secret of this connection: its value in the definition, else in the OS keyring.
+
+        ``field`` is ``login`` or ``password`` (the connection's own fields), or a key of the
+        extra; a dotted name reaches into a table (``"federation.password"`` is
+        ``extra_config["federation"]["password"]``). A missing secret is a ConfigError
+        naming the connection and the field, unless ``required=False`` (then None, also when
+        the keyring cannot be used).
+        """
+        value = self._definition_secret(field)
+        if value is None:
+            try:
+                value = self._stored_secret(field)
+            except ConfigError:  # an unusable keyring: an error only for a secret that is required
+                if required:
+                    raise
+        if value is None:
+            if not required:
+                return None
+            raise self.conn.error(f"no secret {field!r}: put it in the definition, or in the OS keyring "
+                                  f"with `credproc secret set {self.conn.conn_id} --field {field}`")
+        add_secret(value)
+        return value
+
+    def _definition_secret(self, field: str) -> str | None:
+        if field in ("login", "password"):
+            return getattr(self.conn, field)
+        node: Any = self.extra_config
+        for part in field.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        if node is None or node == "":
+            return None
+        if not isinstance(node, str):
+            raise self.conn.error(f"{field} must be a string, not {type(node).__name__}")
+        return node
+
+    def _stored_secret(self, field: str) -> str | None:
+        """The secret ``field`` kept outside the definition, or None: the one place to extend.
+
+        Today: the OS keyring through ``credproc.keyring_store`` (service ``credproc``, user
+        ``<conn id>:<field>``), asked on a cache miss only, when the definition lacks the
+        field. An unusable keyring is a ConfigError saying how to choose a backend.
+        """
+        try:
+            from credproc import keyring_store
+        except ModuleNotFoundError as e:  # a credproc without keyring support
+            if e.name != "credproc.keyring_store":
+                raise
+            return None
+        try:
+            return keyring_store.lookup(self.conn.conn_id, field)
+        except ConfigError as e:
+            raise self.conn.error(f"no {field!r} in the definition, and the OS keyring cannot be asked: "
+                                  f"{_after_conn(e, self.conn.conn_id)}") from None
+
+    # -- sessions ---------------------------------------------------------------------------
+
     @cached_property
     def basic_session(self) -> boto3.session.Session:
         """The session holding the initial credentials (built once)."""
-        return self._create_basic_session(session_kwargs=dict(self.conn.session_kwargs))
+        # Positional: an override may name its parameter differently.
+        return self._create_basic_session(dict(self.conn.session_kwargs))
 
     def _create_basic_session(self, session_kwargs: dict[str, Any]) -> boto3.session.Session:
         """A session with the connection's key pair, else one over boto3's default chain."""
@@ -107,20 +224,44 @@ class BaseSessionFactory:
     def _role_credentials(self) -> Credentials:
         return methods.fetch(self.conn.assume_role_method, self)
 
+    # -- what credproc prints ---------------------------------------------------------------
+
     def credentials(self) -> Credentials:
         """What credproc prints for this connection: one fetch, frozen."""
         cls = type(self)
-        custom = (cls.create_session is not BaseSessionFactory.create_session
-                  or cls._create_basic_session is not BaseSessionFactory._create_basic_session)
-        supplier = f"session factory {cls.__module__}.{cls.__qualname__}" if custom else None
+        own_session = cls.create_session is not BaseSessionFactory.create_session
+        own_basic = cls._create_basic_session is not BaseSessionFactory._create_basic_session
+        conn_id = self.conn.conn_id
+        supplier = f"session factory {_class_path(cls)}" if own_session or own_basic else None
         try:
-            if cls.create_session is not BaseSessionFactory.create_session:
-                return static.freeze(self.create_session(), self.conn.conn_id, supplier)
+            if own_session:
+                with self._user_code():
+                    return static.freeze(self.create_session(), conn_id, supplier)
+            if own_basic:
+                with self._user_code():
+                    # Resolving the credentials runs the factory's refresh function, if any.
+                    static.session_credentials(self.basic_session, conn_id, supplier)
+                    if not self.conn.role_arn:
+                        return static.freeze(self.basic_session, conn_id, supplier)
             if self.conn.role_arn:
                 return self._role_credentials()
-            return static.freeze(self.basic_session, self.conn.conn_id, supplier)
+            return static.freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
             raise translate(e, self.conn) from e
+
+    @contextmanager
+    def _user_code(self) -> Iterator[None]:
+        """Turn an exception from a subclass's own code into one line naming the factory
+        (exit 1). credproc's own errors pass as they are."""
+        try:
+            yield
+        except CredprocError:
+            raise
+        except Exception as e:
+            debug = logging.getLogger("credproc").isEnabledFor(logging.DEBUG)
+            hint = "" if debug else " (run with --debug for the traceback)"
+            raise CredprocError(f"connection {self.conn.conn_id!r}: session factory {_class_path(type(self))} "
+                                f"failed: {type(e).__name__}: {one_line(e)}{hint}") from e
 
 
 def _metadata(credentials: Credentials) -> dict[str, Any]:
@@ -132,6 +273,34 @@ def _metadata(credentials: Credentials) -> dict[str, Any]:
         "expiry_time": credentials.expiration.isoformat(),
         "account_id": credentials.account_id,
     }
+
+
+def _register_secret_like(node: Any) -> None:
+    """Register every string under a secret-looking key, at any depth, with credproc.log."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and _secret_key(str(key)):
+                add_secret(value)
+            else:
+                _register_secret_like(value)
+    elif isinstance(node, list):
+        for value in node:
+            _register_secret_like(value)
+
+
+def _secret_key(key: str) -> bool:
+    key = key.lower().replace("-", "_")
+    return any(key == ending or key.endswith("_" + ending) for ending in _SECRET_KEY_ENDINGS)
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _after_conn(error: Exception, conn_id: str) -> str:
+    text = str(error)
+    prefix = f"connection {conn_id!r}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def translate(error: Exception, conn: AwsConnection) -> CredprocError:
@@ -146,7 +315,12 @@ def translate(error: Exception, conn: AwsConnection) -> CredprocError:
         return CredprocError(f"{prefix}: STS {operation} failed: {info.get('Code', 'error')}"
                              f"{f' (HTTP {status})' if status else ''}: {one_line(info.get('Message', ''))}")
     if isinstance(error, bx.ParamValidationError):
-        return ConfigError(f"{prefix} ({conn.origin}): {one_line(error)}")
+        # botocore quotes the offending value ("value: 73519046"), which may be a secret
+        # (an MFA code, an ExternalId): name the parameter and the problem, not the value.
+        import re
+
+        message = re.sub(r"value: .*?, (type|valid)", r"\1", one_line(error))
+        return ConfigError(f"{prefix} ({conn.origin}): {message}")
     if isinstance(error, (bx.ProfileNotFound, bx.InvalidConfigError, bx.UnknownRegionError,
                           bx.InvalidRetryConfigurationError, bx.InvalidRegionError)):
         return ConfigError(f"{prefix} ({conn.origin}): {one_line(error)}")
@@ -171,54 +345,86 @@ def translate(error: Exception, conn: AwsConnection) -> CredprocError:
 ENTRY_POINT_GROUP = "credproc.session_factories"
 
 
-def load_factory(spec: str) -> type[BaseSessionFactory]:
-    """The factory class named by ``package.module.ClassName``, ``module:ClassName``, or
-    the short name of an entry point in the ``credproc.session_factories`` group."""
+def load_factory(spec: str, *, named_by: str | None = None) -> type[BaseSessionFactory]:
+    """The factory class named by ``package.module.ClassName``, ``module:ClassName`` (the
+    part after ``:`` may be dotted, for a nested class), or the short name of an entry point
+    in the ``credproc.session_factories`` group (a name without ``.`` or ``:``).
+
+    It is imported from the environment credproc runs in: its own virtualenv's packages and
+    ``PYTHONPATH``. Every failure is a ConfigError (exit 2) whose message starts with
+    ``session factory 'SPEC'`` and, given ``named_by``, says where the name was given.
+    """
     import importlib
 
+    what = f"session factory {spec!r}" + (f" (named by {named_by})" if named_by else "")
     if ":" in spec:
         module_name, _, attribute = spec.partition(":")
     elif "." in spec:
         module_name, _, attribute = spec.rpartition(".")
     else:
-        return _entry_point_factory(spec)
-    if not module_name or not attribute:
-        raise ConfigError(f"session factory {spec!r}: expected package.module.ClassName or module:ClassName")
+        return _entry_point_factory(spec, what)
+    if not module_name or not attribute or ":" in attribute:
+        raise ConfigError(f"{what}: expected package.module.ClassName, module:ClassName or an "
+                          f"entry point name")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError(f"session factory {spec!r}: cannot import module {module_name!r}: "
-                          f"{type(e).__name__}: {e}") from e
+    except ModuleNotFoundError as e:
+        missing = e.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            where = (f"; it must be installed for {sys.executable} or be on PYTHONPATH "
+                     f"(PYTHONPATH={_pythonpath()})")
+        else:  # the module exists but imports something that does not
+            where = ""
+        raise ConfigError(f"{what}: cannot import module {module_name!r}: {type(e).__name__}: "
+                          f"{one_line(e)}{where}") from e
     except Exception as e:  # the module itself raised while being imported
-        raise ConfigError(f"session factory {spec!r}: importing module {module_name!r} failed: "
-                          f"{type(e).__name__}: {one_line(e)}") from e
-    target = module
+        raise ConfigError(f"{what}: cannot import module {module_name!r}: {type(e).__name__}: "
+                          f"{one_line(e)}") from e
+    target: Any = module
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ConfigError(f"session factory {spec!r}: module {module_name!r} has no {attribute!r}") from None
-    return _checked(spec, target)
+            raise ConfigError(f"{what}: module {module_name!r} ({getattr(module, '__file__', None) or 'built in'}) "
+                              f"has no attribute {attribute!r}") from None
+    return _checked(what, target)
 
 
-def _entry_point_factory(name: str) -> type[BaseSessionFactory]:
+def _entry_point_factory(name: str, what: str) -> type[BaseSessionFactory]:
     from importlib.metadata import entry_points
 
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    registered = list(entry_points(group=ENTRY_POINT_GROUP))
+    found = {ep.value: ep for ep in registered if ep.name == name}  # a package seen twice counts once
     if not found:
-        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-        raise ConfigError(f"session factory {name!r}: not an import path (package.module.ClassName) and no "
-                          f"installed package registers it in entry point group {ENTRY_POINT_GROUP!r}"
+        known = ", ".join(sorted({ep.name for ep in registered}))
+        raise ConfigError(f"{what}: not an import path (package.module.ClassName) and no installed package "
+                          f"registers it in entry point group {ENTRY_POINT_GROUP!r}"
                           f"{f' (registered: {known})' if known else ''}")
+    if len(found) > 1:
+        raise ConfigError(f"{what}: several packages register this name in {ENTRY_POINT_GROUP!r}: "
+                          f"{', '.join(sorted(found))}; name the class by its import path instead")
+    [entry] = found.values()
     try:
-        target = found[0].load()
+        target = entry.load()
     except Exception as e:
-        raise ConfigError(f"session factory {name!r}: entry point {found[0].value!r} does not load: "
+        raise ConfigError(f"{what}: entry point {entry.value!r} does not load: "
                           f"{type(e).__name__}: {one_line(e)}") from e
-    return _checked(name, target)
+    return _checked(f"{what} (entry point {entry.value!r})", target)
 
 
-def _checked(spec: str, target: object) -> type[BaseSessionFactory]:
-    if not (isinstance(target, type) and issubclass(target, BaseSessionFactory)):
-        raise ConfigError(f"session factory {spec!r} is not a subclass of credproc.BaseSessionFactory")
-    return target
+def _checked(what: str, target: object) -> type[BaseSessionFactory]:
+    if isinstance(target, type) and issubclass(target, BaseSessionFactory):
+        return target
+    if isinstance(target, type):
+        kind = f"the class {_class_path(target)}"
+    elif isinstance(target, BaseSessionFactory):
+        kind = "an instance, not the class"
+    else:
+        kind = f"a {type(target).__name__}"
+    raise ConfigError(f"{what} is not a subclass of credproc.BaseSessionFactory: it is {kind}")
+
+
+def _pythonpath() -> str:
+    import os
+
+    return os.environ.get("PYTHONPATH") or "unset"

@@ -4,6 +4,7 @@ credentials from the cache or fetch them under the entry's lock."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 
@@ -20,17 +21,17 @@ def credentials_for(conn_id: str, *, profile: str | None = None, session_factory
     environ = os.environ
     recursion.check(conn_id, environ)
     definition = sources.locate(conn_id, environ)
-    # The same identity as the cache-hit fast path in cli.py computes.
-    identity_factory = session_factory or environ.get("CREDPROC_SESSION_FACTORY")
-    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, identity_factory, environ), conn_id)
+    # The same identity as the cache-hit fast path in cli.py computes: the flag, if any (the
+    # variable CREDPROC_SESSION_FACTORY and the definition's own keys are hashed anyway).
+    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, session_factory, environ), conn_id)
     if use_cache and not refresh:
         entry = slot.read()
         if entry is not None and entry.is_fresh(time.time()):
             return entry.body
 
     # A miss. The process that gets the lock fetches; the others wait for it and find the
-    # entry it wrote. Until then nothing heavy is imported: in a stampede
-    # the waiters never parse the definition nor load boto3. (Errors in the definition are found under the
+    # entry it wrote. Until then nothing heavy is imported: in a stampede the waiters never
+    # parse the definition nor load boto3. (Errors in the definition are found under the
     # lock, which is released as the error propagates.)
     if definition.kind == "none" and conn_id != sources.DEFAULT_CONN_ID:
         raise not_defined(definition)  # no need to lock to know that
@@ -40,11 +41,19 @@ def credentials_for(conn_id: str, *, profile: str | None = None, session_factory
         from credproc.log import setup_logging
 
         setup_logging(debug)  # for the factory's log; logging imports re, so only here
-        raw = sources.parse(definition)
-        factory_spec = choose_factory(session_factory, raw, definition, environ)
-        conn = load(definition, raw, custom_factory=factory_spec is not None)
-        recursion.enter(conn_id)
-        return make_factory(conn, profile=profile, factory_spec=factory_spec).credentials()
+        with StdoutToStderr():  # a session factory's print() must not corrupt the JSON
+            raw = sources.parse(definition)
+            factory_spec, named_by = factory_choice(session_factory, raw, definition, environ)
+            if raw is not None and factory_spec is None:
+                # A custom factory asks for its own secrets (BaseSessionFactory.secret); its
+                # `login` may well be a user name, not half a key pair.
+                from credproc import keyring_store  # light; imports keyring only for a half key pair
+
+                keyring_store.fill(raw)
+            conn = load(definition, raw, custom_factory=factory_spec is not None)
+            recursion.enter(conn_id)
+            return make_factory(conn, profile=profile, factory_spec=factory_spec,
+                                named_by=named_by).credentials()
 
     if not use_cache:
         return fetch().to_process_json().encode()
@@ -69,16 +78,29 @@ def choose_factory(flag: str | None, raw: sources.RawConnection | None, definiti
                    environ: Mapping[str, str]) -> str | None:
     """The session factory in use, highest first: ``--session-factory``, the connection's
     ``session_factory`` key, ``CREDPROC_SESSION_FACTORY``, the config file's top-level
-    ``session_factory``. None means credproc's own ``BaseSessionFactory``."""
+    ``session_factory`` (which applies to the connections of that file). None means
+    credproc's own ``BaseSessionFactory``."""
+    return factory_choice(flag, raw, definition, environ)[0]
+
+
+def factory_choice(flag: str | None, raw: sources.RawConnection | None, definition: sources.Definition,
+                   environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """:func:`choose_factory`, and where the chosen name was given (for error messages)."""
     file_settings = raw.file_settings if raw is not None else sources.file_settings(definition)
-    for candidate in (flag, raw.extra.get("session_factory") if raw else None,
-                      environ.get("CREDPROC_SESSION_FACTORY"), file_settings.get("session_factory")):
+    origin = raw.origin if raw is not None else definition.where
+    candidates = (
+        (flag, "--session-factory"),
+        (raw.extra.get("session_factory") if raw else None, f"session_factory in {origin}"),
+        (environ.get("CREDPROC_SESSION_FACTORY"), "CREDPROC_SESSION_FACTORY"),
+        (file_settings.get("session_factory"), f"session_factory at the top of config file {definition.where}"),
+    )
+    for candidate, named_by in candidates:
         if candidate:
             if not isinstance(candidate, str):
-                raise ConfigError(f"session_factory must be a string such as package.module.ClassName, "
-                                  f"not {type(candidate).__name__}")
-            return candidate
-    return None
+                raise ConfigError(f"connection {definition.conn_id!r}: {named_by} must be a string such as "
+                                  f"package.module.ClassName, not {type(candidate).__name__}")
+            return candidate, named_by
+    return None, ""
 
 
 def load(definition: sources.Definition, raw: sources.RawConnection | None, *,
@@ -105,15 +127,57 @@ def not_defined(definition: sources.Definition) -> ConfigError:
     )
 
 
-def make_factory(conn, *, profile: str | None, factory_spec: str | None = None):
+def make_factory(conn, *, profile: str | None, factory_spec: str | None = None, named_by: str | None = None):
     from botocore.exceptions import BotoCoreError
 
     from credproc.clientconfig import make_config
     from credproc.factory import BaseSessionFactory, load_factory, translate
 
-    factory_class = load_factory(factory_spec) if factory_spec else BaseSessionFactory
+    factory_class = BaseSessionFactory
+    if factory_spec:
+        try:
+            factory_class = load_factory(factory_spec, named_by=named_by)
+        except ConfigError as e:
+            raise ConfigError(f"connection {conn.conn_id!r}: {e}") from e
     try:
         config = make_config(conn, profile, os.environ)
     except BotoCoreError as e:
         raise translate(e, conn) from e
     return factory_class(conn, config=config)
+
+
+class StdoutToStderr:
+    """While a connection is resolved and its session factory runs, stdout goes to stderr.
+
+    stdout carries the credentials JSON and nothing else, but a user's factory may print(),
+    log to a handler on ``sys.stdout`` or start a program that writes to file descriptor 1.
+    Both ``sys.stdout`` and descriptor 1 point at stderr meanwhile; the JSON is written after.
+    """
+
+    def __enter__(self) -> "StdoutToStderr":
+        self.stream = sys.stdout
+        _flush(self.stream)
+        try:
+            self.saved_fd: int | None = os.dup(1)
+            os.dup2(2, 1)
+        except OSError:  # no descriptor 1 or 2: nothing to protect at that level
+            self.saved_fd = None
+        sys.stdout = sys.stderr
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # What was buffered for the real stdout meanwhile still belongs on stderr.
+        for stream in (sys.stdout, self.stream, sys.__stdout__):
+            _flush(stream)
+        sys.stdout = self.stream
+        if self.saved_fd is not None:
+            os.dup2(self.saved_fd, 1)
+            os.close(self.saved_fd)
+
+
+def _flush(stream) -> None:
+    try:
+        if stream is not None:
+            stream.flush()
+    except (OSError, ValueError):  # closed or broken: nothing to keep
+        pass

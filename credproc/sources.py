@@ -145,7 +145,10 @@ def parse_uri(value: str, origin: str) -> tuple[dict, dict]:
 
     if "://" not in value:
         raise ConfigError(f"{origin}: not a connection URI (expected aws://...) nor JSON (starting with '{{')")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as e:  # e.g. "Invalid IPv6 URL" for an unbalanced '['
+        raise ConfigError(f"{origin}: not a valid URI ({e})") from None
     if "@" not in parts.netloc and ":" in parts.netloc:
         raise ConfigError(
             f"{origin}: the URI has 'user:secret' without the '@' that ends it; "

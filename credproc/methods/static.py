@@ -35,23 +35,38 @@ def guard_profile(session: boto3.session.Session, conn_id: str) -> None:
     recursion.check_profile(conn_id, profile, profiles)
 
 
-def freeze(session: boto3.session.Session, conn_id: str, supplier: str | None = None) -> Credentials:
-    """The session's credentials, resolved once, with their expiry when they have one.
+def session_credentials(session: boto3.session.Session, conn_id: str, supplier: str | None = None):
+    """The botocore credentials of ``session``, resolved (a refreshable one has fetched).
 
-    ``supplier`` names a user's session factory: a session of its without credentials is a
-    configuration error (exit 2), not a failure of boto3's chain.
+    ``supplier`` names a user's session factory: a session of its that is not a boto3
+    session, or holds no credentials, is a configuration error (exit 2), not a failure of
+    boto3's chain.
     """
     if not isinstance(session, boto3.session.Session):
+        kind = type(session)
+        hint = (" (wrap it: boto3.session.Session(botocore_session=...))"
+                if kind.__module__.startswith("botocore.") else "")
         raise ConfigError(f"connection {conn_id!r}: {supplier or 'the factory'} returned "
-                          f"{type(session).__name__}, not a boto3.session.Session")
+                          f"{kind.__module__}.{kind.__qualname__}, not a boto3.session.Session{hint}")
     credentials = session.get_credentials()
     if credentials is None:
         if supplier:
-            raise ConfigError(f"connection {conn_id!r}: {supplier} returned a session without credentials")
+            raise ConfigError(f"connection {conn_id!r}: {supplier} returned a session without credentials "
+                              f"(boto3's chain found none either: it tried {CHAIN})")
         raise CredprocError(f"connection {conn_id!r}: no AWS credentials found; boto3's chain tried {CHAIN}")
+    return credentials
+
+
+def freeze(session: boto3.session.Session, conn_id: str, supplier: str | None = None) -> Credentials:
+    """The session's credentials, resolved once, with their expiry when they have one.
+
+    ``supplier``: see :func:`session_credentials`.
+    """
+    credentials = session_credentials(session, conn_id, supplier)
     frozen = credentials.get_frozen_credentials()
     if not frozen.access_key or not frozen.secret_key:
-        raise ConfigError(f"connection {conn_id!r}: the session's credentials have no access key pair")
+        raise ConfigError(f"connection {conn_id!r}: {supplier or 'the session'}'s credentials have no "
+                          "access key pair")
     add_secret(frozen.secret_key)
     add_secret(frozen.token)
     # RefreshableCredentials (assume-role profiles, process, metadata, custom factories) know

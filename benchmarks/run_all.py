@@ -1,0 +1,120 @@
+"""All the benchmarks, one after the other, then the README's "Performance" table from their
+results.
+
+usage: .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--results-dir DIR]
+
+Each benchmark prints its figures, the command that reproduces it alone, and its headline
+figures next to the previous run's (the JSON it replaces in benchmarks/results/). The full
+run takes a few minutes on a 2-core machine; --quick runs few rounds (a smoke check, not
+figures to publish) and, unless --results-dir says otherwise, writes to a temporary
+directory so that it never replaces the recorded results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import HERE, machine, python_label, results_dir  # noqa: E402
+
+# name -> (arguments of the full run, arguments of --quick)
+BENCHMARKS = {
+    "cache_hit": (["--rounds", "40"], ["--rounds", "3"]),
+    "launcher": (["--rounds", "30"], ["--rounds", "3"]),
+    "cold_miss": (["--rounds", "15"], ["--rounds", "2"]),
+    "memory": (["--rounds", "5"], ["--rounds", "1"]),
+    "stampede": (["--sizes", "8", "32", "128", "--delay", "1.0"], ["--sizes", "8", "--delay", "0.5"]),
+    "fleet": ([], []),
+}
+
+
+def load(name: str) -> dict:
+    path = results_dir() / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def table() -> str:
+    """The README's Performance table, from the results JSON."""
+    rows = []
+    hit = load("cache_hit").get("results")
+    if hit:
+        floor = hit["floor"]
+        rows.append(f"| `python -c pass` (the floor) | {floor['median_ms']:.1f} ms | 1.00× |")
+        rows.append(f"| cache hit: `credproc --conn bench` | {hit['credproc']['median_ms']:.1f} ms | "
+                    f"{hit['credproc']['ratio_to_floor']:.2f}× (CPU {hit['credproc']['cpu_ratio_to_floor']:.2f}×) |")
+        rows.append(f"| cache hit: a minimal boto3 helper with a JSON cache | {hit['boto3-helper']['median_ms']:.0f} ms | "
+                    f"{hit['boto3-helper']['ratio_to_floor']:.1f}× |")
+    launch = load("launcher").get("results")
+    if launch:
+        for name, label in (("direct", "hit, no launcher (`python -c 'main()'`)"),
+                            ("old-pip-script", "hit through an older pip's launcher (imports `re`)"),
+                            ("python -m", "hit through `python -m credproc`"),
+                            ("pyenv-shim", "hit through a pyenv shim")):
+            if name in launch:
+                rows.append(f"| {label} | {launch[name]['median_ms']:.1f} ms | {launch[name]['ratio_to_floor']:.2f}× |")
+    miss = load("cold_miss").get("results")
+    if miss:
+        rows.append(f"| cold miss: credproc, AssumeRole at a local STS | {miss['credproc']['median_ms']:.0f} ms | "
+                    f"{miss['credproc']['ratio_to_boto3_assume']:.2f}× a minimal boto3 AssumeRole script "
+                    f"({miss['boto3-assume']['median_ms']:.0f} ms) |")
+    mem = load("memory").get("results")
+    if mem:
+        rows.append(f"| peak RSS: hit / miss | {mem['credproc-hit']['rss_mib']:.1f} / {mem['credproc-miss']['rss_mib']:.1f} MiB "
+                    f"| floor {mem['floor']['rss_mib']:.1f} MiB; boto3 helper {mem['boto3-helper-hit']['rss_mib']:.1f} / "
+                    f"{mem['boto3-helper-miss']['rss_mib']:.1f} MiB |")
+    stampede = load("stampede")
+    for r in stampede.get("results", []):
+        if r["tool"] == "credproc" and r["processes"] == max(x["processes"] for x in stampede["results"]):
+            other = next(x for x in stampede["results"] if x["tool"] == "boto3-helper" and x["processes"] == r["processes"])
+            rows.append(f"| stampede: {r['processes']} processes, cold cache, STS answering in "
+                        f"{stampede['delay_s']:g} s | {r['sts_calls']} STS call, {r['failures']} failures, "
+                        f"p50 {r['p50_s']:.1f} s, p99 {r['p99_s']:.1f} s | boto3 helper: {other['sts_calls']} calls, "
+                        f"p50 {other['p50_s']:.1f} s, p99 {other['p99_s']:.1f} s |")
+    if not rows:
+        return "(no results yet)"
+    head = "| | median | vs baseline |\n|---|---|---|"
+    return head + "\n" + "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke check, written to a temporary dir")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument("--results-dir", help="where to write the JSON (default: benchmarks/results)")
+    args = parser.parse_args()
+    env = dict(os.environ)
+    scratch = None
+    if args.results_dir:
+        env["CREDPROC_BENCH_RESULTS"] = os.environ["CREDPROC_BENCH_RESULTS"] = str(Path(args.results_dir).resolve())
+    elif args.quick:
+        scratch = tempfile.TemporaryDirectory()
+        env["CREDPROC_BENCH_RESULTS"] = os.environ["CREDPROC_BENCH_RESULTS"] = scratch.name
+    started = time.perf_counter()
+    failed = []
+    for name, (full, quick) in BENCHMARKS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"\n=== {name}", flush=True)
+        t0 = time.perf_counter()
+        code = subprocess.call([sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)], env=env)
+        print(f"=== {name}: {time.perf_counter() - t0:.0f} s{'' if code == 0 else f', FAILED (exit {code})'}", flush=True)
+        if code != 0:
+            failed.append(name)
+    print(f"\nall done in {time.perf_counter() - started:.0f} s; results in {results_dir()}")
+    print(f"\nFor the README ({machine()}; `{python_label()} benchmarks/run_all.py`):\n")
+    print(table())
+    if scratch:
+        scratch.cleanup()
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

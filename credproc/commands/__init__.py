@@ -1,0 +1,96 @@
+"""The commands for people: ``credproc list``, ``show``, ``check``, ``configure``, ``env``,
+``cache`` and ``secret``.
+
+SDKs only ever run ``credproc --conn NAME``; ``cli.main`` hands everything that starts with
+one of these command names to :func:`main`. One module per command, each with
+``add_parser(subparsers)`` and ``run(options) -> int``. Errors are one line,
+``credproc: error: ...``, with the exit codes of the main job: 0 success, 1 a failure to
+obtain or check credentials, 2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+commands:
+  list        the connections credproc can see, and their cache state
+  show        one connection, resolved, with its secrets masked
+  check       obtain credentials and ask STS who they belong to
+  configure   write a profile running credproc into ~/.aws/config
+  env         credentials as environment variables for a shell
+  cache       list or clear the cached credentials
+  secret      keep a connection's secret in the OS keyring
+
+examples:
+  credproc list
+  credproc configure prod --profile prod --region eu-west-1
+  credproc check prod
+  eval "$(credproc env prod)"
+  credproc secret set prod
+
+run `credproc COMMAND --help` for each command's options and examples.
+exit codes: 0 success, 1 credentials could not be obtained or checked, 2 usage or configuration error.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like the main job's errors
+        self.exit(2, f"credproc: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> Parser:
+    from credproc.commands import cachecmd, check, configure, env, listing, secret, show
+
+    parser = Parser(prog="credproc", description="Commands around credproc's connections, for people.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and credproc's debug log")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    subparsers.required = True
+    for module in (listing, show, check, configure, env, cachecmd, secret):
+        module.add_parser(subparsers, common)
+    return parser
+
+
+def add_command(subparsers, common, name: str, *, help: str, description: str, epilog: str):
+    """A subcommand parser in the house style: description, examples, raw formatting."""
+    return subparsers.add_parser(name, parents=[common] if common else [], help=help, description=description,
+                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def main(args: list[str]) -> int:
+    """Run ``credproc COMMAND ...``; ``args`` starts with the command name."""
+    options = build_parser().parse_args(args)
+    debug = getattr(options, "debug", False)
+    if debug:
+        from credproc.log import setup_logging
+
+        setup_logging(debug=True)
+    from credproc.errors import CredprocError
+
+    try:
+        return options.run(options)
+    except CredprocError as e:
+        return _report(str(e), e.exit_code, debug)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:  # `credproc list | head`
+        return 0
+    except Exception as e:  # a bug: one line, the traceback with --debug
+        return _report(f"{options.command}: {type(e).__name__}: {e}", 1, debug,
+                       hint=" (run with --debug for the traceback)")
+
+
+def _report(message: str, code: int, debug: bool, hint: str = "") -> int:
+    from credproc.log import one_line, redact
+
+    if debug:
+        import traceback
+
+        sys.stderr.write(redact(traceback.format_exc()))
+        hint = ""
+    sys.stderr.write(redact(f"credproc: error: {one_line(message)}{hint}\n"))
+    return code

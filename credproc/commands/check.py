@@ -1,0 +1,102 @@
+"""``credproc check ID``: obtain the connection's credentials as an SDK would (through the
+cache), then ask STS ``GetCallerIdentity`` who they belong to, at the connection's endpoint.
+
+It proves the whole path - definition, keyring, signing credentials, role, endpoint - with
+one command, and prints only what identifies the credentials, never the secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from credproc.commands import _common, add_command
+from credproc.log import add_secret
+
+EPILOG = """\
+examples:
+  credproc check prod
+  credproc check prod --refresh        fetch new credentials instead of using the cached ones
+  credproc check prod --profile prod   with the retry settings of AWS profile "prod"
+
+prints the account, the ARN the credentials act as, the method that obtained them and when
+they expire. exit 0 when STS accepts them, 1 when they cannot be obtained or STS refuses
+them, 2 for a configuration error.
+"""
+
+
+def add_parser(subparsers, common) -> None:
+    parser = add_command(subparsers, common, "check", help="obtain credentials and ask STS who they are",
+                         description="Obtain a connection's credentials (through the cache, as an SDK would) "
+                                     "and call STS GetCallerIdentity with them.",
+                         epilog=EPILOG)
+    parser.add_argument("conn_id", metavar="ID", help="the connection id")
+    parser.add_argument("--profile", metavar="PROFILE",
+                        help="the AWS profile whose retry_mode/max_attempts apply (default: $AWS_PROFILE)")
+    parser.add_argument("--refresh", action="store_true", help="ignore the cached entry and fetch anew")
+    parser.set_defaults(run=run)
+
+
+def run(options) -> int:
+    from credproc import job, sources
+
+    conn_id = _common.check_id(options.conn_id)
+    environ = os.environ
+    before = _common.cache_state(sources.locate(conn_id, environ), environ)
+    body = job.credentials_for(conn_id, profile=options.profile, refresh=options.refresh,
+                               debug=options.debug)
+    printed = json.loads(body)
+    for key in ("SecretAccessKey", "SessionToken"):
+        add_secret(printed.get(key))
+    with _common.quiet():  # the fetch above has already said what resolving says
+        loaded = _common.Loaded(conn_id, environ, keyring="placeholder")
+    identity = _caller_identity(loaded.conn, printed, options.profile or environ.get("AWS_PROFILE"))
+
+    served = before["state"] == "fresh" and not options.refresh
+    expiration = printed.get("Expiration")
+    lines = [
+        ("connection", f"{conn_id} ({_common.where(loaded.definition)})"),
+        ("method", loaded.method() + (f" {loaded.conn.role_arn}" if loaded.conn.role_arn else "")),
+        ("account", identity.get("Account")),
+        ("arn", identity.get("Arn")),
+        ("user id", identity.get("UserId")),
+        ("access key id", _common.key_id(printed.get("AccessKeyId"))),
+        ("expires", f"{expiration} ({_common.relative(expiration)})" if expiration
+         else "never: long-term keys (never cached)"),
+        ("source", "the cache" if served else "fetched now"
+         + (" and cached" if expiration and _common.cache_state(loaded.definition, environ)["state"] != "none"
+            else "")),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, value in lines:
+        _common.out(f"{label.ljust(width)}  {value}")
+    return 0
+
+
+def _caller_identity(conn, printed: dict, profile: str | None) -> dict:
+    """GetCallerIdentity signed with the printed credentials, at the connection's endpoint,
+    with its TLS settings, region and retry configuration."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from credproc import job
+    from credproc.factory import BaseSessionFactory, translate
+
+    factory = job.make_factory(conn, profile=profile)
+    if not isinstance(factory, BaseSessionFactory):  # pragma: no cover - make_factory's contract
+        raise TypeError("make_factory did not return a BaseSessionFactory")
+    session = boto3.session.Session(aws_access_key_id=printed["AccessKeyId"],
+                                    aws_secret_access_key=printed["SecretAccessKey"],
+                                    aws_session_token=printed.get("SessionToken"),
+                                    region_name=factory.region_name)
+    started = time.monotonic()
+    try:
+        client = factory.sts_client(session)
+        response = client.get_caller_identity()
+    except (BotoCoreError, ClientError) as e:
+        error = translate(e, conn)
+        error.args = (f"{error} (credentials were obtained; checking them with GetCallerIdentity failed "
+                      f"after {time.monotonic() - started:.1f}s)",)
+        raise error from e
+    return response

@@ -1,0 +1,128 @@
+"""``credproc list``: every connection credproc can see, one line each.
+
+Connections come from three places (see ``sources``): ``CREDPROC_CONN_<ID>``,
+``AIRFLOW_CONN_<ID>`` and the config file's ``[connections.<id>]`` tables. A variable does
+not say the exact id: ``CREDPROC_CONN_MY_CONN`` serves ``my-conn``, ``my.conn`` and
+``my_conn`` alike. So the id shown for a variable is the config file's spelling when the file
+has one that maps to it, else the variable's suffix in lower case - and the variable is
+always shown. Nothing secret is printed, and the keyring is not asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from credproc import sources
+from credproc.commands import _common, add_command
+from credproc.errors import ConfigError, CredprocError
+from credproc.log import warn
+
+EPILOG = """\
+examples:
+  credproc list
+  credproc list --json | jq -r '.[] | select(.cache.state != "fresh") | .id'
+
+columns: the connection id; where it is defined (the variable, or the config file and its
+table); how it gets credentials (assume_role, static keys, default chain, ...); and the
+state of its cache entry for the current environment: "fresh until T" (served from the
+cache until T), "stale" (the next run refreshes it), "expired" or "none". AWS_PROFILE and the
+other variables that change what a connection yields are part of the cache key, so an SDK
+running with another AWS_PROFILE has entries of its own (see `credproc cache list`).
+"""
+
+
+def add_parser(subparsers, common) -> None:
+    parser = add_command(subparsers, common, "list", help="list the connections credproc can see",
+                         description="List every connection credproc can see: its id, where it is defined, "
+                                     "how it gets credentials, and its cache state.",
+                         epilog=EPILOG)
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    parser.set_defaults(run=run)
+
+
+def candidate_ids(environ) -> list[str]:
+    """The ids of every connection defined in the environment or the config file."""
+    file_ids = _file_ids(environ)
+    by_variable = {}
+    for conn_id in file_ids:  # the file spells the id exactly: prefer its spelling
+        by_variable.setdefault(sources.credproc_variable(conn_id), conn_id)
+        by_variable.setdefault(sources.airflow_variable(conn_id), conn_id)
+    ids = set(file_ids)
+    for variable in sorted(environ):
+        for prefix in (sources.CREDPROC_PREFIX, sources.AIRFLOW_PREFIX):
+            if not variable.startswith(prefix):
+                continue
+            conn_id = by_variable.get(variable) or variable[len(prefix):].lower()
+            reads = (sources.credproc_variable(conn_id) if prefix == sources.CREDPROC_PREFIX
+                     else sources.airflow_variable(conn_id))
+            if not conn_id or reads != variable:
+                warn(f"environment variable {variable} is never read: no connection id maps to it "
+                     f"(credproc reads {prefix}<ID> with the id upper-cased)")
+                continue
+            ids.add(conn_id)
+    return sorted(ids)
+
+
+def _file_ids(environ) -> list[str]:
+    path = sources.config_path(environ)
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        warn(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}")
+        return []
+    try:
+        return list(sources.parse_toml(text, path)[1])
+    except ConfigError as e:
+        warn(str(e))
+        return []
+
+
+def describe(conn_id: str, environ) -> dict:
+    """One row: what ``list`` knows about ``conn_id`` without fetching anything."""
+    definition = sources.locate(conn_id, environ)
+    row = {"id": conn_id, "defined_in": {"kind": definition.kind, "where": definition.where,
+                                         "shown": _common.where(definition)},
+           "also_defined_in": _common.other_places(conn_id, environ),
+           "method": None, "keyring_fields": [], "warnings": 0, "error": None}
+    with _common.quiet() as warnings:
+        try:
+            loaded = _common.Loaded(conn_id, environ, keyring="placeholder")
+            row["method"] = loaded.method()
+            row["keyring_fields"] = loaded.keyring_fields
+        except CredprocError as e:
+            row["error"] = _common.redact(str(e))
+    row["warnings"] = len(warnings)
+    row["cache"] = _common.cache_state(definition, environ)
+    return row
+
+
+def run(options) -> int:
+    environ = os.environ
+    ids = candidate_ids(environ)
+    if sources.DEFAULT_CONN_ID not in ids:
+        ids.insert(0, sources.DEFAULT_CONN_ID)  # always there: the empty connection
+    rows = [describe(conn_id, environ) for conn_id in ids]
+    if options.json:
+        _common.out(json.dumps(rows, indent=2))
+        return 0
+    table = [("ID", "DEFINED IN", "METHOD", "CACHE")]
+    notes = []
+    for row in rows:
+        method = row["method"] or "invalid (see credproc show)"
+        if row["keyring_fields"]:
+            method += " (secret in keyring)"
+        table.append((row["id"], row["defined_in"]["shown"], method, _common.describe_cache(row["cache"])))
+        for place in row["also_defined_in"]:
+            notes.append(f"note: {row['id']}: {place} is not used: {row['defined_in']['shown']} comes first")
+        if row["warnings"]:
+            notes.append(f"note: {row['id']}: {row['warnings']} warning(s), see credproc show {row['id']}")
+    widths = [max(len(line[i]) for line in table) for i in range(3)]
+    for line in table:
+        _common.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
+    for note in notes:
+        _common.out(note)
+    return 0

@@ -1,0 +1,118 @@
+"""``credproc show ID``: one connection as the main job resolves it, secrets masked.
+
+"Resolved" means after precedence (which definition wins) and after the deprecated extras
+are mapped (``aws_account_id`` + ``aws_iam_role`` become ``role_arn``, ``external_id``
+becomes ``ExternalId``); their warnings are printed on stderr as the main job prints them.
+A secret's presence and origin are shown (definition or keyring), never its value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from credproc.commands import _common, add_command
+
+EPILOG = """\
+examples:
+  credproc show prod
+  credproc show prod --json
+
+Secrets (secret keys, passwords, session tokens, anything from the keyring or whose extra
+key names a password, token or secret) print as ****. The access key id shows its last four
+characters, as `aws configure list` does.
+"""
+
+
+def add_parser(subparsers, common) -> None:
+    parser = add_command(subparsers, common, "show", help="show one connection, resolved, secrets masked",
+                         description="Show a connection as credproc resolves it: where it is defined, "
+                                     "how it gets credentials, and every setting, with secrets masked.",
+                         epilog=EPILOG)
+    parser.add_argument("conn_id", metavar="ID", help="the connection id")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    parser.set_defaults(run=run)
+
+
+def details(conn_id: str, environ) -> dict:
+    _common.check_id(conn_id)
+    loaded = _common.Loaded(conn_id, environ, keyring="ask")
+    conn, raw = loaded.conn, loaded.raw
+    fields = raw.fields if raw is not None else {}
+    extra = raw.extra if raw is not None else {}
+
+    def origin(field: str, table: dict) -> str | None:
+        if field in loaded.keyring_fields:
+            return f"{_common.MASK} (keyring: credproc/{conn_id}:{field})"
+        return f"{_common.MASK} (definition: {field})" if table.get(field) else None
+
+    secret_source = None
+    if conn.aws_secret_access_key:
+        if conn.aws_access_key_id == fields.get("login") and conn.password:
+            secret_source = origin("password", fields)
+        elif conn.aws_access_key_id == extra.get("aws_access_key_id"):
+            secret_source = origin("aws_secret_access_key", extra)
+        elif conn.aws_access_key_id == conn.session_kwargs.get("aws_access_key_id"):
+            secret_source = f"{_common.MASK} (definition: session_kwargs.aws_secret_access_key)"
+        else:
+            secret_source = f"{_common.MASK} (s3_config_file)"
+    token_source = None
+    if conn.aws_session_token:
+        token_source = (origin("aws_session_token", extra)
+                        or f"{_common.MASK} (definition: session_kwargs.aws_session_token)")
+    shown = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "session_kwargs",
+             "profile_name", "config_kwargs", "endpoint_url", "service_config", "host", "verify", "role_arn",
+             "assume_role_method", "assume_role_kwargs", "session_factory", "aws_account_id", "aws_iam_role",
+             "external_id"}
+    info = {
+        "id": conn_id,
+        "defined_in": _common.where(loaded.definition),
+        "also_defined_in": _common.other_places(conn_id, environ),
+        "method": loaded.method(),
+        "role_arn": conn.role_arn,
+        "assume_role_kwargs": _common.mask(conn.assume_role_kwargs) or None,
+        "access_key_id": _common.key_id(conn.aws_access_key_id),
+        "secret_access_key": secret_source,
+        "session_token": token_source,
+        "region": conn.region_name,
+        "endpoint_url": _common.mask(conn.endpoint_url),
+        "verify": conn.verify,
+        "profile_name": conn.profile_name,
+        "session_kwargs": _common.mask(conn.session_kwargs) or None,
+        "config_kwargs": _common.mask(conn.config_kwargs) or None,
+        "session_factory": loaded.factory_spec,
+        "other_extras": _common.mask({k: v for k, v in extra.items() if k not in shown}) or None,
+        "keyring": loaded.keyring_problem or None,
+        "cache": _common.cache_state(loaded.definition, environ),
+    }
+    if conn.login and conn.aws_access_key_id != conn.login:
+        info["login"] = f"{_common.key_id(conn.login)} (not used: its password is missing)"
+    return info
+
+
+def run(options) -> int:
+    info = details(options.conn_id, os.environ)
+    if options.json:
+        _common.out(json.dumps(info, indent=2, default=str))
+        return 0
+    labels = [
+        ("connection", info["id"]), ("defined in", info["defined_in"]),
+        *[("also defined", f"{place} (not used)") for place in info["also_defined_in"]],
+        ("method", info["method"]), ("role_arn", info["role_arn"]),
+        ("assume_role_kwargs", info["assume_role_kwargs"]),
+        ("access key id", info["access_key_id"] or "none in the definition"),
+        ("login", info.get("login")),
+        ("secret key", info["secret_access_key"]), ("session token", info["session_token"]),
+        ("region", info["region"]), ("endpoint", info["endpoint_url"]), ("verify", info["verify"]),
+        ("profile_name", info["profile_name"]), ("session_kwargs", info["session_kwargs"]),
+        ("config_kwargs", info["config_kwargs"]), ("session factory", info["session_factory"]),
+        ("other extras", info["other_extras"]), ("keyring", info["keyring"]),
+        ("cache", _common.describe_cache(info["cache"])),
+    ]
+    width = max(len(label) for label, value in labels if value is not None)
+    for label, value in labels:
+        if value is None:
+            continue
+        text = json.dumps(value) if isinstance(value, (dict, list, bool)) else str(value)
+        _common.out(f"{label.ljust(width)}  {text}")
+    return 0
