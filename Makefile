@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.credproc-installed
+DEMO_STAMP := $(VENV)/.credproc-demo-installed
 SOURCES := pyproject.toml $(shell find credproc -name '*.py' 2>/dev/null)
 
-.PHONY: install demo test bench clean
+JS_SDK := tests/interop/js/node_modules/.package-lock.json
+
+.PHONY: install system-deps demo test bench clean
 
 install: $(STAMP)
 
@@ -16,18 +19,37 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo needs credproc, a local STS and the AWS CLI only: no system packages.
+$(DEMO_STAMP): $(VENV)/bin/python $(SOURCES)
+	$(BIN)/python -m pip install --quiet . 'moto[server]>=5' 'awscli>=1.32'
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
+	@touch $(DEMO_STAMP)
+
+# The tests need every extra (the saml one builds gssapi against libkrb5: system-deps first).
 $(STAMP): $(VENV)/bin/python $(SOURCES)
 	$(BIN)/python -m pip install --quiet '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
-	@touch $(STAMP)
+	@touch $(STAMP) $(DEMO_STAMP)
 
 ## Run the main job end to end on a local STS (moto on 127.0.0.1): no AWS account needed.
-demo: install
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/demo.py
 
-## Run the whole test suite (unit and integration) against real local servers.
-test: install
+## System packages for the integration tests (Kerberos KDC, SDKs); see scripts/system-deps.
+system-deps:
+	scripts/system-deps
+
+$(JS_SDK): tests/interop/js/package-lock.json
+	npm ci --prefix tests/interop/js --no-audit --no-fund --silent
+
+## Run the whole test suite (unit and integration) against real local servers and real SDKs.
+# Prerequisites are made left to right: system packages before the pip install that needs them.
+test: system-deps install $(JS_SDK)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Run every benchmark and record the results in benchmarks/results/.
+bench: install
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

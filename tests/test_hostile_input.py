@@ -232,13 +232,15 @@ def working(draw, sts_url: str) -> dict:
     return {"login": login, "password": password, "extra": extra, "expect": expect}
 
 
-def check_round_trip(result, expect: dict, sts) -> None:
+def check_round_trip(result, expect: dict, sts, requests_before: int) -> None:
     assert result.returncode == 0, f"a working connection failed: {result.stderr}"
     out = credentials_only(result.stdout)
     if expect["role"]:
         assert out["AccessKeyId"] != expect["login"] and out["SessionToken"], out
-        authorization = next((v for k, v in sts.requests[-1]["headers"].items() if k.lower() == "authorization"), "")
-        assert f"Credential={expect['login']}/" in authorization, "signed with another key id than written"
+        if len(sts.requests) > requests_before:  # a fetch (the same text again is a cache hit)
+            request = sts.requests[-1]
+            authorization = next((v for k, v in request["headers"].items() if k.lower() == "authorization"), "")
+            assert f"Credential={expect['login']}/" in authorization, "signed with another key id than written"
     else:
         assert out == {"Version": 1, **expect["printed"]}, f"the keys did not survive: {out} != {expect['printed']}"
 
@@ -424,9 +426,10 @@ def test_uri_definitions(sts, hostile, n):
     @given(either(hostile_uris(sts.url), working_uris(sts.url)))
     def check(case):
         value, expect = case
+        before = len(sts.requests)
         result = hostile({VARIABLE: value})
         if expect:
-            check_round_trip(result, expect, sts)
+            check_round_trip(result, expect, sts, before)
 
     check()
     hostile.report("URI definitions")
@@ -438,9 +441,10 @@ def test_json_definitions(sts, hostile, n):
     @given(either(hostile_json(sts.url), working_json(sts.url)))
     def check(case):
         value, expect = case
+        before = len(sts.requests)
         result = hostile({VARIABLE: value})
         if expect:
-            check_round_trip(result, expect, sts)
+            check_round_trip(result, expect, sts, before)
 
     check()
     hostile.report("JSON definitions")
@@ -454,9 +458,10 @@ def test_toml_definitions(sts, hostile, tmp_path, n):
         document, expect = case
         path = tmp_path / "credproc.toml"
         path.write_text(document, encoding="utf-8")
+        before = len(sts.requests)
         result = hostile({"CREDPROC_CONFIG": str(path)})
         if expect:
-            check_round_trip(result, expect, sts)
+            check_round_trip(result, expect, sts, before)
 
     check()
     hostile.report("TOML files")
