@@ -158,17 +158,18 @@ def run(conn_id: str, *, profile: str | None = None, session_factory: str | None
         body = job.credentials_for(conn_id, profile=profile, session_factory=session_factory,
                                    refresh=refresh, use_cache=use_cache, debug=debug)
     except CredprocError as e:
-        return _report(str(e), e.exit_code, debug)
+        return report_error(str(e), e.exit_code, debug)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug, or an error inside a user's session factory
-        return _report(f"connection {conn_id!r}: {type(e).__name__}: {e}", 1, debug,
+        return report_error(f"connection {conn_id!r}: {type(e).__name__}: {e}", 1, debug,
                        hint=" (run with --debug for the traceback)")
     write_credentials(body)
     return 0
 
 
-def _report(message: str, code: int, debug: bool, hint: str = "") -> int:
+def report_error(message: str, code: int, debug: bool, hint: str = "") -> int:
+    """One line on stderr, ``credproc: error: ...``, secrets masked; the traceback with --debug."""
     from credproc.log import one_line, redact
 
     if debug:

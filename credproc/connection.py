@@ -234,6 +234,8 @@ def _role(conn: AwsConnection, extra: dict) -> None:
             warn(f"connection {conn.conn_id!r} ({conn.origin}): external_id is deprecated; "
                  "put ExternalId in assume_role_kwargs")
             conn.assume_role_kwargs["ExternalId"] = str(external_id)
+    if "TokenCode" in conn.assume_role_kwargs:  # an MFA code belongs in no log line either
+        add_secret(str(conn.assume_role_kwargs["TokenCode"]))
     if conn.role_arn:
         conn.assume_role_kwargs.setdefault("RoleSessionName", role_session_name(conn.conn_id))
 

@@ -562,6 +562,52 @@ def blackhole(_blackhole):
     _blackhole.reset()
 
 
+# -- checks on a credproc run, shared by the hardening tests --------------------------------
+
+
+def credentials_only(stdout: str) -> dict:
+    """The credentials of a successful run, asserting stdout holds that JSON and nothing else
+    (one line: SDKs parse all of stdout as one JSON document)."""
+    import json
+
+    assert stdout.endswith("\n") and stdout.count("\n") == 1 and stdout.startswith("{"), repr(stdout[:300])
+    out = json.loads(stdout)
+    assert isinstance(out, dict) and out.get("Version") == 1, out
+    for key in ("AccessKeyId", "SecretAccessKey"):
+        assert isinstance(out.get(key), str) and out[key], out
+    assert set(out) <= {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "AccountId"}, out
+    return out
+
+
+def stderr_verdict(result: subprocess.CompletedProcess, debug: bool = False) -> list[str]:
+    """Check the shape of stderr for any run, and return its warning lines.
+
+    Every line is ``credproc: warning: ...`` or ``credproc: error: ...`` (so no message spills
+    over lines, and no traceback); a failed run (exit 1 or 2) ends with exactly one error line
+    and prints nothing on stdout; a successful one has no error line and prints only JSON.
+    With ``debug`` (a run with --debug), log lines (``credproc: DEBUG: ...``) are allowed too,
+    and a traceback before the error line of a failed run.
+    """
+    assert result.returncode in (0, 1, 2), f"exit {result.returncode}: {result.stderr[-2000:]}"
+    lines = result.stderr.splitlines()
+    if not (debug and result.returncode != 0):
+        assert "Traceback" not in result.stderr, result.stderr[-4000:]
+        allowed = ("credproc: ",) if debug else ("credproc: warning: ", "credproc: error: ")
+        strays = [line for line in lines if not line.startswith(allowed)]
+        assert strays == [], f"stderr lines that are not credproc's one-line messages: {strays[:5]}"
+    errors = [line for line in lines if line.startswith("credproc: error: ")]
+    if result.returncode == 0:
+        assert errors == [], errors
+        credentials_only(result.stdout)
+    else:
+        assert result.stdout == "", f"stdout of a failed run: {result.stdout[:300]!r}"
+        assert len(errors) == 1 and lines[-1] == errors[0], f"want exactly one error line, last: {lines}"
+    return [line for line in lines if line.startswith("credproc: warning: ")]
+
+
+# ========================= end of fault injection (issue 8) ==============================
+
+
 # =============================================================================================
 # Kerberos KDC + SPNEGO IdP (assume_role_with_saml)
 #
@@ -938,43 +984,3 @@ def krb_env(env, kdc, tmp_path):
         del env[key]
     env.update(kdc.client_env(ccache))
     return env
-
-
-def credentials_only(stdout: str) -> dict:
-    """The credentials of a successful run, asserting stdout holds that JSON and nothing else
-    (one line: SDKs parse all of stdout as one JSON document)."""
-    import json
-
-    assert stdout.endswith("\n") and stdout.count("\n") == 1 and stdout.startswith("{"), repr(stdout[:300])
-    out = json.loads(stdout)
-    assert isinstance(out, dict) and out.get("Version") == 1, out
-    for key in ("AccessKeyId", "SecretAccessKey"):
-        assert isinstance(out.get(key), str) and out[key], out
-    assert set(out) <= {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "AccountId"}, out
-    return out
-
-
-def stderr_verdict(result: subprocess.CompletedProcess, debug: bool = False) -> list[str]:
-    """Check the shape of stderr for any run, and return its warning lines.
-
-    Every line is ``credproc: warning: ...`` or ``credproc: error: ...`` (so no message spills
-    over lines, and no traceback); a failed run (exit 1 or 2) ends with exactly one error line
-    and prints nothing on stdout; a successful one has no error line and prints only JSON.
-    With ``debug`` (a run with --debug), log lines (``credproc: DEBUG: ...``) are allowed too,
-    and a traceback before the error line of a failed run.
-    """
-    assert result.returncode in (0, 1, 2), f"exit {result.returncode}: {result.stderr[-2000:]}"
-    lines = result.stderr.splitlines()
-    if not (debug and result.returncode != 0):
-        assert "Traceback" not in result.stderr, result.stderr[-4000:]
-        allowed = ("credproc: ",) if debug else ("credproc: warning: ", "credproc: error: ")
-        strays = [line for line in lines if not line.startswith(allowed)]
-        assert strays == [], f"stderr lines that are not credproc's one-line messages: {strays[:5]}"
-    errors = [line for line in lines if line.startswith("credproc: error: ")]
-    if result.returncode == 0:
-        assert errors == [], errors
-        credentials_only(result.stdout)
-    else:
-        assert result.stdout == "", f"stdout of a failed run: {result.stdout[:300]!r}"
-        assert len(errors) == 1 and lines[-1] == errors[0], f"want exactly one error line, last: {lines}"
-    return [line for line in lines if line.startswith("credproc: warning: ")]

@@ -266,9 +266,10 @@ def test_group_writable_directory_not_used(slot, capsys):
 
 def test_store_replaces_entry(slot):
     slot.store(BODY, fetched=1000.0, expires=4600.0)
-    slot.store(BODY + b" ", fetched=2000.0, expires=5600.0)
+    newer = BODY[:-1] + b', "AccountId": "123456789012"}'
+    slot.store(newer, fetched=2000.0, expires=5600.0)
     entry = slot.read()
-    assert (entry.body, entry.fetched, entry.expires) == (BODY + b" ", 2000.0, 5600.0)
+    assert (entry.body, entry.fetched, entry.expires) == (newer, 2000.0, 5600.0)
 
 
 def test_conn_id_with_unsafe_chars_stays_in_directory(tmp_path):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from credproc.cli import report_error
+
 EPILOG = """\
 commands:
   list        the connections credproc can see, and their cache state
@@ -73,24 +75,12 @@ def main(args: list[str]) -> int:
     try:
         return options.run(options)
     except CredprocError as e:
-        return _report(str(e), e.exit_code, debug)
+        return report_error(str(e), e.exit_code, debug)
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130
     except BrokenPipeError:  # `credproc list | head`
         return 0
     except Exception as e:  # a bug: one line, the traceback with --debug
-        return _report(f"{options.command}: {type(e).__name__}: {e}", 1, debug,
-                       hint=" (run with --debug for the traceback)")
-
-
-def _report(message: str, code: int, debug: bool, hint: str = "") -> int:
-    from credproc.log import one_line, redact
-
-    if debug:
-        import traceback
-
-        sys.stderr.write(redact(traceback.format_exc()))
-        hint = ""
-    sys.stderr.write(redact(f"credproc: error: {one_line(message)}{hint}\n"))
-    return code
+        return report_error(f"{options.command}: {type(e).__name__}: {e}", 1, debug,
+                            hint=" (run with --debug for the traceback)")

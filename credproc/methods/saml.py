@@ -25,7 +25,7 @@ from typing import Any
 
 from credproc.errors import CredprocError
 from credproc.log import add_secret, warn
-from credproc.methods import from_sts_response
+from credproc.methods import call, from_sts_response
 from credproc.protocol import Credentials
 
 TABLE = "assume_role_with_saml"
@@ -97,9 +97,9 @@ def fetch(factory) -> Credentials:
     client = factory.sts_client(_unsigned_session(factory), unsigned=True)
     log.debug("AssumeRoleWithSAML %s with principal %s for connection %r", conn.role_arn,
               settings.principal_arn, conn.conn_id)
-    response = client.assume_role_with_saml(RoleArn=conn.role_arn, PrincipalArn=settings.principal_arn,
-                                            SAMLAssertion=assertion, **settings.sts_kwargs)
-    return from_sts_response(response)
+    response = call(client, "assume_role_with_saml", conn.conn_id, RoleArn=conn.role_arn,
+                    PrincipalArn=settings.principal_arn, SAMLAssertion=assertion, **settings.sts_kwargs)
+    return from_sts_response(response, factory.conn.conn_id)
 
 
 # -- settings ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from credproc.errors import CredprocError
 from credproc.log import add_secret
-from credproc.methods import from_sts_response
+from credproc.methods import call, from_sts_response
 from credproc.protocol import Credentials
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ def fetch(factory: "BaseSessionFactory") -> Credentials:
         client = factory.sts_client(_unsigned_session(factory), unsigned=True)
         factory.log.debug("AssumeRoleWithWebIdentity %s for connection %r, token from %s",
                           conn.role_arn, conn.conn_id, source)
-        response = client.assume_role_with_web_identity(
-            RoleArn=conn.role_arn, WebIdentityToken=token, **conn.assume_role_kwargs)
+        response = call(client, "assume_role_with_web_identity", conn.conn_id,
+                        RoleArn=conn.role_arn, WebIdentityToken=token, **conn.assume_role_kwargs)
     except ClientError as e:
         # STS's own message says what is wrong with the token, never the token; add where
         # it came from, which is what the user has to go and fix.
@@ -64,7 +64,7 @@ def fetch(factory: "BaseSessionFactory") -> Credentials:
         raise type(error)(f"{error} (web identity token from {source})") from e
     except BotoCoreError as e:
         raise translate(e, conn) from e
-    return from_sts_response(response)
+    return from_sts_response(response, factory.conn.conn_id)
 
 
 def _unsigned_session(factory):
