@@ -213,6 +213,25 @@ class Slot:
         except OSError as e:
             _warn_once(self.directory, f"cannot write cache entry {self.path}: {e.strerror or e}; "
                        "credentials will be fetched again on every run until this is fixed")
+            return
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self, older_than: float = 60.0) -> None:
+        """Temporary files of this entry left by a process killed between write and rename.
+
+        They are never read; this only keeps them from piling up. A minute's age tells them
+        from a write in progress."""
+        prefix = os.path.basename(self.path) + "."
+        now = time.time()
+        try:
+            with os.scandir(self.directory) as entries:
+                for item in entries:
+                    if (item.name.startswith(prefix) and item.name.endswith(".tmp")
+                            and item.is_file(follow_symlinks=False)
+                            and now - item.stat(follow_symlinks=False).st_mtime > older_than):
+                        os.unlink(item.path)
+        except OSError:
+            pass  # best effort: a leftover is harmless
 
     def _ensure_directory(self) -> None:
         if not os.path.isdir(self.directory):
