@@ -10,7 +10,7 @@ trials (default 21, about 40 s on 2 cores, so CI stays fast); the full run is
 
     CREDPROC_TRIALS=300 .venv/bin/python -m pytest -p no:cacheprovider tests/test_faults.py -k sigkill
 
-(about 10 minutes). ``CREDPROC_SEED`` replays a run: the seed is printed in the test's output.
+(about 5 minutes). ``CREDPROC_SEED`` replays a run: the seed is printed in the test's output.
 
 The window between writing an entry's temporary file and renaming it is microseconds wide.
 To hit it on purpose without touching credproc, the killed process gets a ``sitecustomize.py``
@@ -253,6 +253,48 @@ def test_sigkill_at_random_moments_of_a_refresh(sts, prod, credproc_bin, tmp_pat
     print(f"SIGKILL trials: {trials}; kills landed: {summary}; {waiters} trials with a waiting process; "
           f"temporary files left behind (never served): {len(leftovers)}")
     assert landed["between write and rename"] > 0 or trials < 6, f"no kill landed in the rename window: {landed}"
+
+
+def test_leftover_temporary_files_are_removed_by_the_next_write(sts, prod, credproc_bin, tmp_path):
+    """A kill between write and rename leaves ``<entry>.<pid>.<random>.tmp``. The next write
+    of that entry removes such leftovers once they are more than a minute old (younger ones
+    may be a write in progress), and touches nothing else: another entry's leftover, a
+    symlink named like a leftover, and its target stay."""
+    env = prod
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    mark = tmp_path / "renaming"
+    victim = start(credproc_bin, ["--conn", CONN], dict(env, PYTHONPATH=str(hook), CREDPROC_TEST_RENAME_MARK=str(mark),
+                                                     CREDPROC_TEST_RENAME_DELAY="30"))
+    try:
+        assert wait_for(mark.exists, victim), victim.communicate()
+        os.kill(victim.pid, signal.SIGKILL)
+    finally:
+        victim.kill()
+        victim.communicate()
+    (leftover,) = files(env, "*.tmp")
+    assert leftover == Path(mark.read_text()) and files(env, "*.entry") == []
+
+    def refresh() -> None:
+        clean_success(subprocess.run([str(credproc_bin), "--conn", CONN, "--refresh"], env=env, capture_output=True,
+                                     text=True, stdin=subprocess.DEVNULL, timeout=60))
+
+    refresh()
+    assert leftover.exists(), "a temporary file younger than a minute was removed (it may be a write in progress)"
+    old = time.time() - 120
+    os.utime(leftover, (old, old))
+    other = cache_dir(env) / "other--0123456789abcdef0123456789abcdef.entry.4242.00ff00ff.tmp"
+    other.write_bytes(b"another entry's leftover")
+    target = tmp_path / "target"
+    target.write_bytes(b"not credproc's")
+    link = leftover.with_name(leftover.name.replace(".tmp", "0.tmp"))
+    link.symlink_to(target)
+    for path in (other, link):
+        os.utime(path, (old, old), follow_symlinks=False)
+    refresh()
+    assert not leftover.exists(), "a leftover older than a minute was not removed by the next write"
+    assert other.exists() and link.is_symlink() and target.read_bytes() == b"not credproc's"
 
 
 # -- a lock holder that hangs --------------------------------------------------------------------
