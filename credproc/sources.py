@@ -22,6 +22,8 @@ DEFAULT_CONN_ID = "aws_default"
 CREDPROC_PREFIX = "CREDPROC_CONN_"
 AIRFLOW_PREFIX = "AIRFLOW_CONN_"
 
+MAX_CONFIG_BYTES = 1 << 20
+
 _ENV_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 # Keys of a connection that are connection fields, not extras, in every form.
@@ -71,11 +73,13 @@ def locate(conn_id: str, environ: "os._Environ[str] | dict[str, str]") -> Defini
     path = config_path(environ)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded: CREDPROC_CONFIG=/dev/zero must not hang
     except FileNotFoundError:
         return Definition(conn_id, "none", path, "")
     except OSError as e:
         return Definition(conn_id, "file", path, "", read_error=e.strerror or str(e))
+    if len(data) > MAX_CONFIG_BYTES:
+        return Definition(conn_id, "file", path, "", read_error="larger than 1 MiB: not a credproc config file")
     try:
         return Definition(conn_id, "file", path, data.decode("utf-8"))
     except UnicodeDecodeError as e:

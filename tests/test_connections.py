@@ -849,3 +849,12 @@ def test_version_and_help(sts, env, run):
     assert helped.returncode == 0
     assert "--conn" in helped.stdout and "credential_process" in helped.stdout
     assert sts.requests == []
+
+
+def test_config_file_that_never_ends_is_refused_promptly(env, run):
+    """CREDPROC_CONFIG naming an endless file (/dev/zero) is read up to 1 MiB, then refused."""
+    env["CREDPROC_CONFIG"] = "/dev/zero"
+    result = run(["--conn", "prod"], env, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "credproc: error: cannot read config file /dev/zero: larger than 1 MiB: not a credproc config file"]
