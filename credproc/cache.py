@@ -381,11 +381,19 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: floa
 
 
 def _looks_like_output(body: bytes) -> bool:
-    """The shape of what ``Credentials.to_process_json`` writes: one flat JSON object that
-    starts with Version 1 and holds a secret key. Cheap to check without ``json``, and enough to
-    refuse an entry forged with a valid digest (the digest is a checksum, not a signature)."""
-    return (body.startswith(b'{"Version": 1, "AccessKeyId": "') and body.endswith(b"}")
-            and body.count(b"{") == 1 and body.count(b"}") == 1 and b'"SecretAccessKey": "' in body)
+    """The shape of what ``Credentials.to_process_json`` writes: one flat JSON object on one
+    line that starts with Version 1 and has a SecretAccessKey. Cheap to check without
+    ``json``, and enough to refuse an entry forged with a valid digest (the digest is a
+    checksum, not a signature)."""
+    if not (body.startswith(b'{"Version": 1, "AccessKeyId": "') and body.endswith(b"}")) or b"\n" in body:
+        return False
+    # Remove escaped characters, and the quotes left split the text into outside, inside,
+    # outside... a string. Strings may hold anything (a custom factory's key may have braces);
+    # outside them there is exactly one pair of braces and no array.
+    pieces = body.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')
+    outside = b"".join(pieces[::2])
+    return (len(pieces) % 2 == 1 and outside.count(b"{") == 1 and outside.count(b"}") == 1
+            and b"[" not in outside and b'"SecretAccessKey": "' in body)
 
 
 def _digest(fields: list[bytes], body: bytes) -> bytes:

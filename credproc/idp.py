@@ -12,6 +12,10 @@ Negotiate``, requests-gssapi asks the user's Kerberos ticket cache for a token f
   token) per attempt, and urllib3's ``Retry`` object still makes every decision: what to
   retry (``is_retry``), how many times (``increment``), how long to wait (``sleep``,
   honouring ``Retry-After`` and the backoff).
+* **Size.** ``requests`` reads a whole answer into memory, decompressing as it goes. A
+  SAML page is a few kilobytes, so the body is streamed and refused past
+  ``MAX_PAGE_BYTES`` (decompressed size: urllib3 2.6+ bounds what one streamed read may
+  inflate to, so a gzip bomb stops at the limit too).
 * **Failures.** requests-gssapi returns a final 401 silently (no ticket, expired ticket,
   wrong service principal) and logs the GSSAPI reason, with a traceback and at debug level
   the token itself. Its logger is silenced here; the reason is kept and becomes one line
@@ -32,6 +36,10 @@ log = logging.getLogger("credproc.idp")
 # An SDK may be waiting on us (Rust gives up after 5 s): fail fast unless told otherwise,
 # as for credproc's own STS calls. idp_request_kwargs.timeout overrides it.
 DEFAULT_TIMEOUT = (5.0, 10.0)  # (connect, read) seconds
+
+# An IdP's SAML page is a few kilobytes (ADFS: about 10); this is room for any real page
+# and small enough that a hostile or broken IdP cannot exhaust memory.
+MAX_PAGE_BYTES = 10 * 1024 * 1024
 
 KINIT_HINT = "check your ticket with `klist`, get or renew one with `kinit`"
 
@@ -85,8 +93,8 @@ def get(url: str, *, mutual_authentication: int | None, request_kwargs: dict[str
         log.debug("GET %s (attempt %d)", where(url), attempt)
         try:
             with requests.Session() as session:
-                response = session.get(url, auth=auth, **kwargs)
-                content = response.content
+                response = session.get(url, auth=auth, stream=True, **kwargs)
+                content = _read_bounded(response, url)
         except MutualAuthenticationError:
             raise IdpError(
                 f"the IdP {where(url)} did not authenticate itself (mutual_authentication = REQUIRED or "
@@ -123,6 +131,25 @@ def get(url: str, *, mutual_authentication: int | None, request_kwargs: dict[str
             raise IdpError(f"the IdP answered HTTP {status} {page.reason}".rstrip()
                            + f" ({where(page.url)}, {_attempts(attempt)})")
         return page
+
+
+def _read_bounded(response: Any, url: str) -> bytes:
+    """The decompressed body, or IdpError as soon as it is known to pass MAX_PAGE_BYTES."""
+    limit = MAX_PAGE_BYTES
+    too_large = IdpError(f"the IdP {where(url)} answered with a page larger than {limit // 2**20} MiB "
+                         "(a SAML page is a few kilobytes); check idp_url")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit and "Content-Encoding" not in response.headers:
+        response.close()
+        raise too_large
+    chunks, size = [], 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _attempts(n: int) -> str:

@@ -394,43 +394,6 @@ class FakeTokenEndpoint(_LoopbackHttp):
             request.answer(400, _json.dumps({"error": "unsupported_grant_type"}), "application/json")
 
 
-class NeverAnswering:
-    """Accepts TCP connections and never answers, as 169.254.169.254 can off Google Cloud.
-
-    ``accepted`` counts connections; they are held open until the server closes.
-    """
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self.lock = _threading.Lock()
-        self.accepted = 0
-        _threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.held.append(conn)
-                self.accepted += 1
-
-    def reset(self) -> None:
-        with self.lock:
-            for conn in self.held:
-                conn.close()
-            self.held, self.accepted = [], 0
-
-    def close(self) -> None:
-        self.sock.close()
-        self.reset()
-
-
 @pytest.fixture(scope="session")
 def google_issuer():
     pytest.importorskip("google.auth", reason="the google extra: pip install '.[google]'")
@@ -468,21 +431,6 @@ def google_token_endpoint(_google_token_endpoint):
     _google_token_endpoint.reset()
 
 
-@pytest.fixture(scope="session")
-def _never_answering():
-    server = NeverAnswering()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def never_answering(_never_answering):
-    """An address (``.address``) that accepts connections and never answers."""
-    _never_answering.reset()
-    yield _never_answering
-    _never_answering.reset()
-
-
 # =========================================================================================
 # Fault injection (issue 8, hardening): servers that misbehave on purpose.
 # =========================================================================================
@@ -491,9 +439,10 @@ def never_answering(_never_answering):
 class Blackhole:
     """Two endpoints on 127.0.0.1 that never answer, for timeout tests.
 
-    * ``read_url``: accepts TCP connections, then neither reads nor writes: a request is sent
-      and its answer never comes (a read timeout). ``accepted`` counts the connections, so a
-      test sees how many attempts a client made.
+    * ``read_url`` (``address`` without the scheme): accepts TCP connections, then neither
+      reads nor writes: a request is sent and its answer never comes (a read timeout), as
+      169.254.169.254 can off Google Cloud. ``accepted`` counts the connections, so a test
+      sees how many attempts a client made.
     * ``connect_url``: a listening socket whose accept queue is kept full and never drained,
       so the kernel drops new SYNs: connecting never completes (a connect timeout).
     """
@@ -507,7 +456,8 @@ class Blackhole:
         self._reader = socket.socket()
         self._reader.bind(("127.0.0.1", 0))
         self._reader.listen(64)
-        self.read_url = f"http://127.0.0.1:{self._reader.getsockname()[1]}"
+        self.address = f"127.0.0.1:{self._reader.getsockname()[1]}"
+        self.read_url = f"http://{self.address}"
         threading.Thread(target=self._accept, daemon=True).start()
 
         self._full = socket.socket()
@@ -630,6 +580,7 @@ import time as _krb_time
 import uuid as _krb_uuid
 from datetime import datetime as _krb_datetime
 from datetime import timezone as _krb_timezone
+import functools as _functools
 from http.server import BaseHTTPRequestHandler as _KrbHandler
 from http.server import ThreadingHTTPServer as _KrbServer
 
@@ -803,10 +754,25 @@ IDP_PAGES = {
 }
 
 
+# Pages too large for any IdP, streamed rather than built (see Handler.flood).
+IDP_FLOODS = ("huge", "endless", "gzip-bomb")
+
+
+@_functools.lru_cache(maxsize=None)
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip stream of ``size`` zero bytes, a thousandth of that on the wire: one member of
+    16 MiB repeated (a gzip stream may be many members; HTTP clients inflate them all)."""
+    import gzip
+
+    member = gzip.compress(bytes(16 << 20), compresslevel=9, mtime=0)
+    return member * max(1, size >> 24)
+
+
 class SpnegoIdp:
     """An IdP page behind SPNEGO, answered by a real Kerberos acceptor (python gssapi).
 
-    Per test (``reset``): ``page`` (a key of IDP_PAGES), ``faults`` (HTTP statuses answered
+    Per test (``reset``): ``page`` (a key of IDP_PAGES or IDP_FLOODS, whose size is
+    ``flood_bytes``), ``faults`` (HTTP statuses answered
     after a successful authentication, first to last), ``mutual_token`` (send the acceptor's
     token back, which mutual authentication needs), ``delay`` (seconds before answering a
     page), ``xxe_file``. Records: ``count(kind)`` for "challenge" (401 Negotiate to a request
@@ -833,6 +799,12 @@ class SpnegoIdp:
             def do_GET(self):
                 idp._handle(self)
 
+            def handle(self):
+                try:
+                    super().handle()
+                except ConnectionResetError:
+                    pass  # a client that stopped reading a flood, then closed
+
             def answer(self, status: int, body: str, headers: dict | None = None) -> None:
                 data = body.encode()
                 self.send_response(status)
@@ -845,6 +817,32 @@ class SpnegoIdp:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def flood(self, kind: str, total: int, headers: dict) -> None:
+                """A page of ``total`` bytes: "huge" declares its length, "endless" does not (it
+                ends when the connection closes), "gzip-bomb" inflates to ``total`` zero bytes."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if kind == "gzip-bomb":
+                    body = _gzip_bomb(total)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    chunks = iter([body])
+                else:
+                    if kind == "huge":
+                        self.send_header("Content-Length", str(total))
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                    block = b"<p>" + b"x" * (64 * 1024 - 8) + b"</p>\n"  # 64 KiB
+                    chunks = (block for _ in range(total // len(block)))
+                self.end_headers()
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading: what a bounded reader does
 
         self.server = _KrbServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -867,6 +865,7 @@ class SpnegoIdp:
             self.mutual_token = True
             self.delay = 0.0
             self.xxe_file: str = "/nonexistent"
+            self.flood_bytes = 1 << 30  # the size of the IDP_FLOODS pages
             self.role_arn = ROLE_ARN
             self.principal_arn = SAML_PRINCIPAL_ARN
             self.session_duration: int | None = None
@@ -935,6 +934,10 @@ class SpnegoIdp:
         second = saml_assertion(self.role_arn, self.principal_arn, session_name + "-2", self.session_duration)
         with self.lock:
             self.assertions.extend([first, second] if page == "two" else [first])
+        if page in IDP_FLOODS:
+            self._record("page")
+            request.flood(page, self.flood_bytes, headers)
+            return
         body = IDP_PAGES[page]
         for key, value in (("{a}", first), ("{b}", second), ("{xxe_file}", self.xxe_file),
                            ("{xxe_url}", self.xxe_url)):

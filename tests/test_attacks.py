@@ -233,6 +233,10 @@ JUNK_BODIES = {
     "version-2": b'{"Version": 2, "AccessKeyId": "ASIAFORGED", "SecretAccessKey": "x", "SessionToken": "t", '
                  b'"Expiration": "2099-01-01T00:00:00Z"}',
     "binary": bytes(range(256)),
+    "nested-object": b'{"Version": 1, "AccessKeyId": "ASIAFORGED", "SecretAccessKey": {"x": "y"}}',
+    "array-value": b'{"Version": 1, "AccessKeyId": "ASIAFORGED", "SecretAccessKey": "x", "SessionToken": ["t"]}',
+    "two-objects-on-a-line": b'{"Version": 1, "AccessKeyId": "ASIAFORGED", "SecretAccessKey": "x"}{"a": "b"}',
+    "unterminated-string": b'{"Version": 1, "AccessKeyId": "ASIAFORGED", "SecretAccessKey": "x\\"}',
 }
 
 

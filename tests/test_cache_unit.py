@@ -4,6 +4,8 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from credproc import cache
 from credproc.cache import IDENTITY_VARIABLES, Entry, Slot, cache_dir, get_or_fetch, identity, refresh_margin
@@ -338,3 +340,32 @@ def test_get_or_fetch_long_term_not_stored(slot):
     assert not os.path.exists(slot.path)
     get_or_fetch(slot, fetch)
     assert fetch.calls == 2
+
+
+# -- the shape check of an entry's body ------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(key=text, secret=text, token=st.none() | text, account=st.none() | text)
+def test_every_printed_output_has_the_shape_of_an_entry(key, secret, token, account):
+    """Whatever a custom factory's credentials hold (braces, quotes, backslashes, newlines,
+    any Unicode), what credproc prints is accepted back from the cache."""
+    creds = Credentials(key, secret, token, datetime(2030, 1, 1, tzinfo=timezone.utc), account or None)
+    assert cache._looks_like_output(creds.to_process_json().encode())
+
+
+@pytest.mark.parametrize("body", [
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": {"nested": "x"}}',
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "x", "SessionToken": ["t"]}',
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "x"}{"Version": 1}',
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "x}',
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "x\\"}',
+    b'{"Version": 1, "AccessKeyId": "A", "Secret": "\\"SecretAccessKey\\": \\""}',
+    b'{"Version": 1, "AccessKeyId": "A", "SecretAccessKey": "x"}\n{"Version": 1}',
+    b'{"Version": 2, "AccessKeyId": "A", "SecretAccessKey": "x"}',
+], ids=["nested", "array", "two-objects", "unterminated", "escaped-quote-unterminated",
+        "key-only-inside-a-string", "two-lines", "version-2"])
+def test_bodies_credproc_never_writes_are_refused(body):
+    assert not cache._looks_like_output(body)

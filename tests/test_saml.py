@@ -240,6 +240,31 @@ def test_xxe_payload_is_not_expanded(sts, idp, krb_env, run, tmp_path):
     secrets_absent(result.stderr, idp, out)
 
 
+@integration
+@pytest.mark.parametrize("page", ["huge", "endless", "gzip-bomb"])
+def test_huge_page_is_refused_without_reading_it_into_memory(sts, idp, krb_env, credproc_bin, tmp_path, page):
+    """A 1 GiB page, with its length declared, undeclared (until the connection closes) or
+    as a gzip bomb (1 MiB on the wire): refused once past the 10 MiB limit, with a small peak
+    memory and quickly."""
+    idp.page = page
+    env = define(krb_env, sts, idp)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    started = time.monotonic()
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        child = subprocess.Popen([str(credproc_bin), "--conn", CONN], env=env, stdin=subprocess.DEVNULL,
+                                 stdout=stdout, stderr=stderr)
+    _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child alone
+    child.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - started
+    result = subprocess.CompletedProcess(child.args, child.returncode, out.read_text(), err.read_text())
+    one_error(result, 1, "larger than 10 MiB", idp.url.split("//")[1])
+    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    print(f"{page}: refused after {elapsed:.1f} s, peak RSS {peak_mib:.0f} MiB")
+    assert peak_mib < 200, f"peak RSS {peak_mib:.0f} MiB: the page was read into memory"
+    assert elapsed < 30
+    assert idp.count("page") == 1 and sts.count("AssumeRoleWithSAML") == 0
+
+
 # -- the Kerberos exchange -------------------------------------------------------------------
 
 

@@ -244,9 +244,9 @@ def test_google_missing_audience(sts, genv, run, gce_metadata):
 
 
 @pytest.mark.parametrize("metadata", ["refusing", "never answering", "never answering, 1 attempt"])
-def test_no_google_credentials_fails_fast(sts, genv, run, never_answering, metadata):
+def test_no_google_credentials_fails_fast(sts, genv, run, blackhole, metadata):
     if metadata.startswith("never answering"):
-        genv["GCE_METADATA_HOST"] = genv["GCE_METADATA_IP"] = never_answering.address
+        genv["GCE_METADATA_HOST"] = genv["GCE_METADATA_IP"] = blackhole.address
     attempts = 2
     if metadata.endswith("1 attempt"):  # google-auth's own knobs are honoured
         genv["GCE_METADATA_DETECT_RETRIES"], genv["GCE_METADATA_TIMEOUT"] = "1", "0.5"
@@ -261,7 +261,7 @@ def test_no_google_credentials_fails_fast(sts, genv, run, never_answering, metad
     assert genv["CLOUDSDK_CONFIG"] in line, "names the gcloud ADC file it looked for"
     assert genv["GCE_METADATA_IP"] in line and f"{attempts} attempt(s)" in line
     if metadata.startswith("never answering"):
-        assert never_answering.accepted == attempts, "the probe went to the address, once per attempt"
+        assert blackhole.accepted == attempts, "the probe went to the address, once per attempt"
     assert sts_calls(sts) == []
 
 
