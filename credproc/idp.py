@@ -12,10 +12,11 @@ Negotiate``, requests-gssapi asks the user's Kerberos ticket cache for a token f
   token) per attempt, and urllib3's ``Retry`` object still makes every decision: what to
   retry (``is_retry``), how many times (``increment``), how long to wait (``sleep``,
   honouring ``Retry-After`` and the backoff).
-* **Size.** ``requests`` reads a whole answer into memory, decompressing as it goes. A
-  SAML page is a few kilobytes, so the body is streamed and refused past
-  ``MAX_PAGE_BYTES`` (decompressed size: urllib3 2.6+ bounds what one streamed read may
-  inflate to, so a gzip bomb stops at the limit too).
+* **Size.** ``requests`` reads every answer whole into memory, decompressing as it goes:
+  the page, but also the body of a 401 challenge (requests-gssapi) or of a redirect
+  (requests). A SAML page is a few kilobytes, so the session's adapter caps every body at
+  ``MAX_PAGE_BYTES`` as it streams in (decompressed size: urllib3 2.6+ bounds what one
+  streamed read may inflate to, so a gzip bomb stops at the limit too).
 * **Failures.** requests-gssapi returns a final 401 silently (no ticket, expired ticket,
   wrong service principal) and logs the GSSAPI reason, with a traceback and at debug level
   the token itself. Its logger is silenced here; the reason is kept and becomes one line
@@ -93,8 +94,11 @@ def get(url: str, *, mutual_authentication: int | None, request_kwargs: dict[str
         log.debug("GET %s (attempt %d)", where(url), attempt)
         try:
             with requests.Session() as session:
-                response = session.get(url, auth=auth, stream=True, **kwargs)
-                content = _read_bounded(response, url)
+                adapter = _bounded_adapter()
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                response = session.get(url, auth=auth, **kwargs)
+                content = response.content
         except MutualAuthenticationError:
             raise IdpError(
                 f"the IdP {where(url)} did not authenticate itself (mutual_authentication = REQUIRED or "
@@ -133,23 +137,42 @@ def get(url: str, *, mutual_authentication: int | None, request_kwargs: dict[str
         return page
 
 
-def _read_bounded(response: Any, url: str) -> bytes:
-    """The decompressed body, or IdpError as soon as it is known to pass MAX_PAGE_BYTES."""
-    limit = MAX_PAGE_BYTES
-    too_large = IdpError(f"the IdP {where(url)} answered with a page larger than {limit // 2**20} MiB "
+class PageTooLarge(IdpError):
+    def __init__(self, url: str):
+        super().__init__(f"the IdP {where(url)} answered with a body larger than {MAX_PAGE_BYTES // 2**20} MiB "
                          "(a SAML page is a few kilobytes); check idp_url")
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit and "Content-Encoding" not in response.headers:
-        response.close()
-        raise too_large
-    chunks, size = [], 0
-    for chunk in response.iter_content(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            response.close()
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+
+
+def _bounded_adapter():
+    """A requests adapter whose answers cannot be read past MAX_PAGE_BYTES, decompressed.
+
+    requests reads bodies through ``raw.stream`` (the urllib3 response); each response's
+    ``stream`` is replaced by one that counts, so the cap holds wherever requests or
+    requests-gssapi read a body. (A factory function: requests is imported on a miss only.)
+    """
+    from requests.adapters import HTTPAdapter
+
+    class BoundedAdapter(HTTPAdapter):
+        def build_response(self, req, resp):
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_PAGE_BYTES and "Content-Encoding" not in resp.headers:
+                resp.close()
+                raise PageTooLarge(req.url)
+            unbounded = resp.stream
+
+            def stream(amt=2**16, decode_content=None):
+                size = 0
+                for chunk in unbounded(amt, decode_content=decode_content):
+                    size += len(chunk)
+                    if size > MAX_PAGE_BYTES:
+                        resp.close()
+                        raise PageTooLarge(req.url)
+                    yield chunk
+
+            resp.stream = stream
+            return super().build_response(req, resp)
+
+    return BoundedAdapter()
 
 
 def _attempts(n: int) -> str:

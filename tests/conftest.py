@@ -754,8 +754,9 @@ IDP_PAGES = {
 }
 
 
-# Pages too large for any IdP, streamed rather than built (see Handler.flood).
-IDP_FLOODS = ("huge", "endless", "gzip-bomb")
+# Answers too large for any IdP, streamed rather than built (see Handler.flood): as the page,
+# as the body of the 401 that asks for Kerberos, as the body of a redirect to the page.
+IDP_FLOODS = ("huge", "endless", "gzip-bomb", "challenge-bomb", "redirect-bomb")
 
 
 @_functools.lru_cache(maxsize=None)
@@ -818,14 +819,14 @@ class SpnegoIdp:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
-            def flood(self, kind: str, total: int, headers: dict) -> None:
-                """A page of ``total`` bytes: "huge" declares its length, "endless" does not (it
-                ends when the connection closes), "gzip-bomb" inflates to ``total`` zero bytes."""
-                self.send_response(200)
+            def flood(self, kind: str, total: int, headers: dict, status: int = 200) -> None:
+                """A body of ``total`` bytes: "huge" declares its length, "endless" does not (it
+                ends when the connection closes), the "-bomb"s inflate to ``total`` zero bytes."""
+                self.send_response(status)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if kind == "gzip-bomb":
+                if kind.endswith("-bomb"):
                     body = _gzip_bomb(total)
                     self.send_header("Content-Encoding", "gzip")
                     self.send_header("Content-Length", str(len(body)))
@@ -893,6 +894,9 @@ class SpnegoIdp:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Negotiate "):
             self._record("challenge")
+            if self.page == "challenge-bomb":
+                request.flood(self.page, self.flood_bytes, {"WWW-Authenticate": "Negotiate"}, status=401)
+                return
             request.answer(401, "<html><body>Kerberos required</body></html>", {"WWW-Authenticate": "Negotiate"})
             return
         token = header.split(None, 1)[1].strip()
@@ -934,6 +938,10 @@ class SpnegoIdp:
         second = saml_assertion(self.role_arn, self.principal_arn, session_name + "-2", self.session_duration)
         with self.lock:
             self.assertions.extend([first, second] if page == "two" else [first])
+        if page == "redirect-bomb" and not request.path.endswith("/landing"):
+            self._record("redirect")
+            request.flood(page, self.flood_bytes, {**headers, "Location": "/idp/landing"}, status=302)
+            return
         if page in IDP_FLOODS:
             self._record("page")
             request.flood(page, self.flood_bytes, headers)
