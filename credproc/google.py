@@ -121,10 +121,17 @@ def _from_file(path: str, audience: str, request, where: str) -> IdToken:
                         f"(supported: {', '.join(SUPPORTED_FILE_TYPES)})")
 
 
+# A service-account key or ADC file is a few kilobytes.
+MAX_CREDENTIALS_FILE_BYTES = 1024 * 1024
+
+
 def _read_json(path: str, where: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
+        with open(path, "rb") as f:
+            data = f.read(MAX_CREDENTIALS_FILE_BYTES + 1)  # bounded: /dev/zero must not hang
+        if len(data) > MAX_CREDENTIALS_FILE_BYTES:
+            raise CredprocError(f"{where}: larger than 1 MiB: not a Google credentials file")
+        info = json.loads(data)
     except FileNotFoundError:
         raise CredprocError(f"{where}: no such file") from None
     except IsADirectoryError:

@@ -275,6 +275,13 @@ def test_google_application_credentials_not_found(sts, genv, run, gce_metadata, 
     assert gce_metadata.count("ping") == 0, "a broken explicit setting is not passed over"
 
 
+def test_google_credentials_file_that_never_ends(sts, genv, run, gce_metadata):
+    genv["GOOGLE_APPLICATION_CREDENTIALS"] = "/dev/zero"
+    google(genv, sts)
+    line = one_error(run(["--conn", CONN], genv, timeout=30), 1)
+    assert "GOOGLE_APPLICATION_CREDENTIALS=/dev/zero: larger than 1 MiB" in line
+
+
 def test_google_credentials_of_another_type(sts, genv, run, tmp_path):
     path = tmp_path / "external.json"
     path.write_text(json.dumps({"type": "external_account", "audience": "//iam.googleapis.com/x"}))
@@ -380,10 +387,14 @@ def test_token_file_from_the_environment_is_the_default(sts, env, run, tmp_path)
     assert_nowhere("eyJhbGciOiJSUzI1NiJ9.irsa-token.signature", env, result)
 
 
-@pytest.mark.parametrize("state", ["missing", "empty", "blank", "directory"])
+@pytest.mark.parametrize("state", ["missing", "empty", "blank", "directory", "endless", "huge"])
 def test_token_file_missing_or_empty(sts, env, run, tmp_path, state):
     token_file = tmp_path / "token"
-    if state == "empty":
+    if state == "endless":  # read whole, it would never end
+        token_file = Path("/dev/zero")
+    elif state == "huge":
+        token_file.write_text("eyJ" + "A" * (1 << 20))
+    elif state == "empty":
         token_file.write_text("")
     elif state == "blank":
         token_file.write_text(" \n\t\n")
@@ -392,7 +403,8 @@ def test_token_file_missing_or_empty(sts, env, run, tmp_path, state):
     define(env, sts, assume_role_with_web_identity_token_file=str(token_file))
     line = one_error(run(["--conn", CONN], env), 1)
     assert str(token_file) in line and "assume_role_with_web_identity_token_file" in line
-    expected = {"missing": "does not exist", "empty": "is empty", "blank": "is empty", "directory": "is a directory"}
+    expected = {"missing": "does not exist", "empty": "is empty", "blank": "is empty", "directory": "is a directory",
+                "endless": "larger than 64 KiB", "huge": "larger than 64 KiB"}
     assert expected[state] in line
     assert sts_calls(sts) == []
 

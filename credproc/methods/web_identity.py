@@ -105,18 +105,25 @@ def _file_token(conn) -> tuple[str, str]:
     return read_token_file(conn.conn_id, path, where), f"file {path} ({where})"
 
 
+# STS accepts a WebIdentityToken of at most 20,000 characters; a file far larger is not one.
+MAX_TOKEN_BYTES = 64 * 1024
+
+
 def read_token_file(conn_id: str, path: str, where: str) -> str:
     """The token in ``path``, without surrounding whitespace; read anew on every call."""
     prefix = f"connection {conn_id!r}: web identity token file {path} ({where})"
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_TOKEN_BYTES + 1)  # bounded: a token file on /dev/zero must not hang
     except FileNotFoundError:
         raise CredprocError(f"{prefix} does not exist") from None
     except IsADirectoryError:
         raise CredprocError(f"{prefix} is a directory") from None
     except OSError as e:
         raise CredprocError(f"{prefix} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_TOKEN_BYTES:
+        raise CredprocError(f"{prefix} is larger than {MAX_TOKEN_BYTES // 1024} KiB: not a token "
+                            "(STS takes at most 20,000 characters)")
     try:
         token = data.decode("utf-8").strip()
     except UnicodeDecodeError:
