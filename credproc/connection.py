@@ -162,6 +162,9 @@ def _initial_keys(conn: AwsConnection, extra: dict) -> None:
     add_secret(conn.aws_session_token)
 
 
+S3_CONFIG_MAX_BYTES = 1024 * 1024  # a boto, aws or s3cmd file is a few hundred bytes
+
+
 def _s3_config_keys(conn: AwsConnection, extra: dict, path: str) -> tuple[str, str]:
     """The deprecated ``s3_config_file``: a key pair read from a boto, aws or s3cmd file."""
     profile = _str(conn, extra, "profile")
@@ -170,10 +173,15 @@ def _s3_config_keys(conn: AwsConnection, extra: dict, path: str) -> tuple[str, s
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            parser.read_file(f)
+        with open(os.path.expanduser(path), "rb") as f:
+            data = f.read(S3_CONFIG_MAX_BYTES + 1)  # bounded: /dev/zero must not hang
+        if len(data) > S3_CONFIG_MAX_BYTES:
+            raise conn.error(f"s3_config_file {path}: larger than 1 MiB, not a credentials file")
+        parser.read_string(data.decode("utf-8"), source=path)
     except OSError as e:
         raise conn.error(f"s3_config_file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise conn.error(f"s3_config_file {path}: not UTF-8 text") from None
     except configparser.Error as e:
         raise conn.error(f"s3_config_file {path}: not an INI file ({type(e).__name__})") from None
     if fmt == "boto":

@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 
@@ -329,6 +330,20 @@ def test_s3_config_file_unknown_format_is_error(tmp_path):
 def test_s3_config_file_missing_file_is_error(tmp_path):
     with pytest.raises(ConfigError, match="s3_config_file"):
         resolve(raw({"s3_config_file": str(tmp_path / "absent")}))
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "larger than 1 MiB"),  # /dev/zero: read whole, it would never end
+    (b"[default]\naws_secret_access_key = \xff\xfe\n", "not UTF-8 text"),
+    (b"aws_access_key_id = K\n", "not an INI file"),
+], ids=["endless", "not-utf8", "no-section-header"])
+def test_s3_config_file_that_is_not_one_is_error(tmp_path, content, needle):
+    path = "/dev/zero"
+    if content is not None:
+        path = str(tmp_path / "s3cfg")
+        Path(path).write_bytes(content)
+    with pytest.raises(ConfigError, match=needle):
+        resolve(raw({"s3_config_file": path, "s3_config_format": "aws"}))
 
 
 def test_s3_config_file_secret_registered(tmp_path):
