@@ -283,8 +283,10 @@ def test_env_quotes_awkward_values_and_unsets_the_token_of_long_term_keys(sts, e
     assert "Remove-Item Env:AWS_SESSION_TOKEN -ErrorAction SilentlyContinue" in powershell
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+@pytest.mark.integration
 def test_env_fish_assignments_evaluate_in_fish(sts, env, run):
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed (scripts/system-deps installs it)")
     env["CREDPROC_CONN_KEYS"] = conn_uri(sts.url, password=AWKWARD)
     shell = subprocess.run(["fish", "-c", "credproc env keys --format fish | source; printf %s $AWS_SECRET_ACCESS_KEY"],
                            env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)

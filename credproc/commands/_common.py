@@ -17,6 +17,9 @@ MASK = "****"
 # Extra keys (at any depth) whose values are secrets: passwords, keys, tokens, assertions.
 SECRET_WORDS = ("password", "passwd", "secret", "token", "assertion", "authorization", "private_key",
                 "passphrase", "cookie", "credential")
+# Tables whose every value may be a credential, whatever its name: HTTP headers (X-Api-Key,
+# X-Auth, ...) of idp_request_kwargs, say. Their names are shown, their values never.
+OPAQUE_TABLES = ("headers",)
 
 
 def out(text: str = "") -> None:
@@ -200,8 +203,11 @@ def is_secret_key(key: str) -> bool:
 def mask(value: Any, key: str = "") -> Any:
     """A copy of an extra value fit to print: secrets by key name replaced by ****, URLs
     without their passwords, and every registered secret masked wherever it appears."""
-    if key and is_secret_key(key) and value not in (None, "", {}, []) and not isinstance(value, (dict, list)):
-        return MASK
+    if key and (is_secret_key(key) or key.lower() in OPAQUE_TABLES):
+        if isinstance(value, (dict, list)):  # a table of secrets (cookies, headers): every value masked
+            return _mask_values(value)
+        if value not in (None, ""):
+            return MASK
     if isinstance(value, dict):
         return {k: mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -209,6 +215,15 @@ def mask(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         return redact(_url_without_password(value))
     return value
+
+
+def _mask_values(value: Any) -> Any:
+    """A copy with its keys (and shape) kept and every value replaced by ****."""
+    if isinstance(value, dict):
+        return {k: _mask_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_values(v) for v in value]
+    return value if value in (None, "") else MASK
 
 
 def _url_without_password(text: str) -> str:
