@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from stsproxy import StsProxy
+from stsproxy import LoopbackServer, StsProxy
 
 BIN = Path(sys.executable).parent
 CREDPROC = BIN / "credproc"
@@ -145,7 +145,6 @@ import threading as _threading
 import time as _time
 import urllib.parse as _urlparse
 from http.server import BaseHTTPRequestHandler as _Handler
-from http.server import ThreadingHTTPServer as _Server
 
 GOOGLE_OAUTH_TOKEN_URL = "https://oauth2.googleapis.com/token"  # the aud of every SA assertion
 GOOGLE_SA_EMAIL = "credproc-test@credproc-test.iam.gserviceaccount.com"
@@ -227,8 +226,7 @@ class _LoopbackHttp:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         _threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -512,6 +510,57 @@ def blackhole(_blackhole):
     _blackhole.reset()
 
 
+# -- the federation endpoint of examples/factory (test_factory.py) ----------------------------
+
+FEDERATION_USER, FEDERATION_PASSWORD = "alice", "corp-federation-password-1"
+
+
+class FederationEndpoint:
+    """A federation endpoint on 127.0.0.1 as examples/factory/corp_federation.py expects:
+    POST {"username", "password"} -> STS-style credentials valid for an hour."""
+
+    def __init__(self, username: str, password: str):
+        self.requests: list[dict] = []
+        endpoint = self
+
+        class Handler(_Handler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = _json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                endpoint.requests.append(body)
+                if body != {"username": username, "password": password}:
+                    self.send_error(401, "Unauthorized")
+                    return
+                endpoint.expiration = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(_time.time() + 3600))
+                payload = _json.dumps({"AccessKeyId": "ASIAFEDERATEDEXAMPLE", "SecretAccessKey": "federated-secret-key",
+                                       "SessionToken": "federated-session-token",
+                                       "Expiration": endpoint.expiration}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/aws/credentials"
+        _threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def federation_endpoint():
+    """The endpoint examples/factory/corp_federation.py calls, taking FEDERATION_USER and
+    FEDERATION_PASSWORD: ``.url``, ``.requests``, ``.expiration`` of what it issued last."""
+    endpoint = FederationEndpoint(FEDERATION_USER, FEDERATION_PASSWORD)
+    yield endpoint
+    endpoint.close()
+
+
 # -- checks on a credproc run, shared by the hardening tests --------------------------------
 
 
@@ -582,7 +631,6 @@ from datetime import datetime as _krb_datetime
 from datetime import timezone as _krb_timezone
 import functools as _functools
 from http.server import BaseHTTPRequestHandler as _KrbHandler
-from http.server import ThreadingHTTPServer as _KrbServer
 
 KRB_REALM = "CREDPROC.TEST"
 KRB_USER = f"alice@{KRB_REALM}"
@@ -800,12 +848,6 @@ class SpnegoIdp:
             def do_GET(self):
                 idp._handle(self)
 
-            def handle(self):
-                try:
-                    super().handle()
-                except ConnectionResetError:
-                    pass  # a client that stopped reading a flood, then closed
-
             def answer(self, status: int, body: str, headers: dict | None = None) -> None:
                 data = body.encode()
                 self.send_response(status)
@@ -845,8 +887,7 @@ class SpnegoIdp:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading: what a bounded reader does
 
-        self.server = _KrbServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://localhost:{self.port}/idp"  # the service principal is HTTP/localhost
         self.xxe_url = f"http://127.0.0.1:{self.port}/xxe"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, ROLE_ARN
+from conftest import ACCOUNT, FEDERATION_PASSWORD, ROLE_ARN
 
 pytestmark = pytest.mark.integration
 
@@ -403,48 +403,7 @@ def test_secret_from_the_keyring(fenv, run):
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "factory"
 
 
-class FederationEndpoint:
-    """A federation endpoint on 127.0.0.1 as examples/factory/corp_federation.py expects:
-    POST {"username", "password"} -> STS-style credentials valid for an hour."""
-
-    def __init__(self, username: str, password: str):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[dict] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append(body)
-                if body != {"username": username, "password": password}:
-                    self.send_error(401, "Unauthorized")
-                    return
-                expiry = datetime.fromtimestamp(int(time.time()) + 3600, timezone.utc)
-                endpoint.expiration = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
-                payload = json.dumps({"AccessKeyId": "ASIAFEDERATEDEXAMPLE", "SecretAccessKey": "federated-secret-key",
-                                      "SessionToken": "federated-session-token",
-                                      "Expiration": endpoint.expiration}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/aws/credentials"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_example_factory_with_its_profile_and_connection(sts, env, run, credproc_bin):
+def test_example_factory_with_its_profile_and_connection(sts, env, run, credproc_bin, federation_endpoint):
     """examples/factory as a user would set it up: the profile runs credproc through
     /usr/bin/env PYTHONPATH=<the example's directory>, the connection is the example's TOML
     pointed at a local endpoint, the password is in the OS keyring, and the AWS CLI uses it."""
@@ -452,53 +411,50 @@ def test_example_factory_with_its_profile_and_connection(sts, env, run, credproc
     import configparser
     import shlex
 
-    password = "corp-federation-password-1"
-    endpoint = FederationEndpoint("alice", password)
-    try:
-        toml_text = (EXAMPLE / "credproc.toml").read_text()
-        assert toml_text.startswith("# ") and "https://federation.example.com/aws/credentials" in toml_text
-        Path(env["CREDPROC_CONFIG"]).write_text(
-            toml_text.replace("https://federation.example.com/aws/credentials", endpoint.url))
-        config_text = (EXAMPLE / "config").read_text()
-        assert config_text.startswith("# ") and "/opt/credproc-factories" in config_text
-        Path(env["AWS_CONFIG_FILE"]).write_text(
-            config_text.replace("/usr/local/bin/credproc", str(credproc_bin))
-            .replace("/opt/credproc-factories", str(EXAMPLE)))
-        env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
-        stored = subprocess.run([sys.executable, "-c", "import keyring, sys; keyring.set_password(*sys.argv[1:])",
-                                 "credproc", "corp:federation.password", password],
-                                env=env, capture_output=True, text=True, check=False)
-        assert stored.returncode == 0, stored.stderr
+    endpoint = federation_endpoint
+    password = FEDERATION_PASSWORD
+    toml_text = (EXAMPLE / "credproc.toml").read_text()
+    assert toml_text.startswith("# ") and "https://federation.example.com/aws/credentials" in toml_text
+    Path(env["CREDPROC_CONFIG"]).write_text(
+        toml_text.replace("https://federation.example.com/aws/credentials", endpoint.url))
+    config_text = (EXAMPLE / "config").read_text()
+    assert config_text.startswith("# ") and "/opt/credproc-factories" in config_text
+    Path(env["AWS_CONFIG_FILE"]).write_text(
+        config_text.replace("/usr/local/bin/credproc", str(credproc_bin))
+        .replace("/opt/credproc-factories", str(EXAMPLE)))
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    stored = subprocess.run([sys.executable, "-c", "import keyring, sys; keyring.set_password(*sys.argv[1:])",
+                             "credproc", "corp:federation.password", password],
+                            env=env, capture_output=True, text=True, check=False)
+    assert stored.returncode == 0, stored.stderr
 
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.read_string(Path(env["AWS_CONFIG_FILE"]).read_text())
-        argv = shlex.split(parser["profile corp"]["credential_process"])
-        direct = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-        out = ok(direct)
-        assert direct.stderr == ""  # no warning about the factory's own `federation` key
-        assert out["AccessKeyId"] == "ASIAFEDERATEDEXAMPLE" and out["SessionToken"] == "federated-session-token"
-        assert out["Expiration"] == endpoint.expiration
-        assert endpoint.requests == [{"username": "alice", "password": password}]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(Path(env["AWS_CONFIG_FILE"]).read_text())
+    argv = shlex.split(parser["profile corp"]["credential_process"])
+    direct = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    out = ok(direct)
+    assert direct.stderr == ""  # no warning about the factory's own `federation` key
+    assert out["AccessKeyId"] == "ASIAFEDERATEDEXAMPLE" and out["SessionToken"] == "federated-session-token"
+    assert out["Expiration"] == endpoint.expiration
+    assert endpoint.requests == [{"username": "alice", "password": password}]
 
-        for _ in range(2):  # the AWS CLI, through the profile: served from credproc's cache
-            cli = subprocess.run([str(credproc_bin.parent / "aws"), "sts", "get-caller-identity", "--profile", "corp",
-                                  "--endpoint-url", sts.url, "--output", "json"],
-                                 env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
-            assert cli.returncode == 0, cli.stderr
-            assert json.loads(cli.stdout)["Account"]
-        assert len(endpoint.requests) == 1
-        assert sts.count("GetCallerIdentity") == 2
+    for _ in range(2):  # the AWS CLI, through the profile: served from credproc's cache
+        cli = subprocess.run([str(credproc_bin.parent / "aws"), "sts", "get-caller-identity", "--profile", "corp",
+                              "--endpoint-url", sts.url, "--output", "json"],
+                             env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["Account"]
+    assert len(endpoint.requests) == 1
+    assert sts.count("GetCallerIdentity") == 2
 
-        # A refusal is exit 1, one line with the endpoint's answer; the password never shows.
-        env["CREDPROC_CONN_CORP"] = json.dumps({"extra": {
-            "session_factory": "corp_federation.CorpFederationFactory", "region_name": "eu-west-1",
-            "federation": {"url": endpoint.url, "username": "alice", "password": "not-the-password-2"}}})
-        line = fails(run(["--conn", "corp"], {**env, "PYTHONPATH": str(EXAMPLE)}), 1,
-                     "session factory corp_federation.CorpFederationFactory failed: FederationError: "
-                     f"{endpoint.url} refused alice: HTTP 401")
-        assert "not-the-password-2" not in line
-    finally:
-        endpoint.close()
+    # A refusal is exit 1, one line with the endpoint's answer; the password never shows.
+    env["CREDPROC_CONN_CORP"] = json.dumps({"extra": {
+        "session_factory": "corp_federation.CorpFederationFactory", "region_name": "eu-west-1",
+        "federation": {"url": endpoint.url, "username": "alice", "password": "not-the-password-2"}}})
+    line = fails(run(["--conn", "corp"], {**env, "PYTHONPATH": str(EXAMPLE)}), 1,
+                 "session factory corp_federation.CorpFederationFactory failed: FederationError: "
+                 f"{endpoint.url} refused alice: HTTP 401")
+    assert "not-the-password-2" not in line
 
 
 # -- pure logic, in process ---------------------------------------------------------------------
