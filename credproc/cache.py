@@ -112,7 +112,16 @@ def identity(definition, factory: str | None, environ: "os._Environ[str] | dict[
     return h.hexdigest()
 
 
+FRESH, STALE, EXPIRED = "fresh", "stale", "expired"
+
+
 class Entry:
+    """One cached answer: the body to print and when it was fetched and expires (Unix time).
+
+    Its state is the one question callers ask: :data:`FRESH` (served as it is until
+    :attr:`fresh_until`), :data:`STALE` (still valid but due for refresh: the next run fetches)
+    or :data:`EXPIRED`."""
+
     __slots__ = ("body", "fetched", "expires")
 
     def __init__(self, body: bytes, fetched: float, expires: float):
@@ -120,8 +129,34 @@ class Entry:
         self.fetched = fetched
         self.expires = expires
 
+    @property
+    def fresh_until(self) -> float:
+        return self.expires - refresh_margin(self.expires - self.fetched)
+
     def is_fresh(self, now: float) -> bool:
-        return self.expires - now > refresh_margin(self.expires - self.fetched)
+        return self.fresh_until > now
+
+    def state(self, now: float) -> str:
+        if self.is_fresh(now):
+            return FRESH
+        return STALE if self.expires > now else EXPIRED
+
+
+def directory_problem(directory: str) -> str | None:
+    """Why a cache directory must not be trusted, or None. Missing is no problem."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    if not (st.st_mode & 0o170000 == 0o040000):
+        return "not a directory"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not by you"
+    if st.st_mode & 0o022:
+        return f"writable by group or others (mode {st.st_mode & 0o777:o}); chmod 700 it"
+    return None
 
 
 class Slot:
@@ -139,48 +174,45 @@ class Slot:
 
     def directory_problem(self) -> str | None:
         """Why the directory must not be trusted, or None. Missing is no problem."""
-        try:
-            st = os.stat(self.directory)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            return e.strerror or str(e)
-        if not (st.st_mode & 0o170000 == 0o040000):
-            return "not a directory"
-        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-            return f"owned by uid {st.st_uid}, not by you"
-        if st.st_mode & 0o022:
-            return f"writable by group or others (mode {st.st_mode & 0o777:o}); chmod 700 it"
-        return None
+        return directory_problem(self.directory)
 
-    def read(self) -> Entry | None:
-        """The stored entry, or None (with a warning when one exists but is unusable)."""
+    def read(self, quiet: bool = False) -> Entry | None:
+        """The stored entry, or None: missing, or unusable (with a warning unless ``quiet``)."""
+        entry, problem = self.inspect()
+        if problem and not quiet:
+            if problem.startswith("directory: "):
+                _warn_once(self.directory, f"not using cache directory {self.directory}: {problem[11:]}")
+            else:
+                _warn_once(self.path, f"ignoring cache entry {self.path}: {problem}; it will be replaced")
+        return entry
+
+    def inspect(self) -> tuple[Entry | None, str | None]:
+        """The stored entry and, when there is one that cannot be used, why not."""
         problem = self.directory_problem()
         if problem:
-            _warn_once(self.directory, f"not using cache directory {self.directory}: {problem}")
-            return None
+            return None, "directory: " + problem
         try:
             # O_NONBLOCK: a FIFO planted in our place must not block the open (no effect on files)
             fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
         except FileNotFoundError:
-            return None
+            return None, None
         except OSError as e:  # ELOOP: a symlink planted in our place
-            return self._reject(e.strerror or str(e))
+            return None, e.strerror or str(e)
         try:
             st = os.fstat(fd)
             if not (st.st_mode & 0o170000 == 0o100000):
-                return self._reject("not a regular file")
+                return None, "not a regular file"
             if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-                return self._reject(f"owned by uid {st.st_uid}, not by you")
+                return None, f"owned by uid {st.st_uid}, not by you"
             if st.st_mode & 0o022:
-                return self._reject("writable by group or others")
+                return None, "writable by group or others"
             data = _read_all(fd, MAX_ENTRY_BYTES + 1)
         finally:
             os.close(fd)
         entry = self._parse(data)
         if entry is None:
-            return self._reject("corrupt or from another connection")
-        return entry
+            return None, "corrupt or from another connection"
+        return entry, None
 
     def _parse(self, data: bytes) -> Entry | None:
         header, _, body = data.partition(b"\n")
@@ -195,10 +227,6 @@ class Slot:
             return Entry(body, float(fields[3]), float(fields[4]))
         except ValueError:
             return None
-
-    def _reject(self, reason: str) -> None:
-        _warn_once(self.path, f"ignoring cache entry {self.path}: {reason}; it will be replaced")
-        return None
 
     # -- writing: a cache miss only ------------------------------------------------------
 
@@ -378,6 +406,58 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: floa
             return body
     finally:
         lock.close()
+
+
+class Stored:
+    """An entry file found in the cache directory (``credproc cache list``): the key and
+    connection id its header claims, and the entry when it reads back as the main job would
+    read it (None: invalid, or not where that key and id would put it)."""
+
+    __slots__ = ("path", "key", "conn_id", "entry")
+
+    def __init__(self, path: str, key: str | None, conn_id: str | None, entry: Entry | None):
+        self.path = path
+        self.key = key
+        self.conn_id = conn_id
+        self.entry = entry
+
+
+def scan(directory: str) -> list[Stored]:
+    """Every ``*.entry`` file of ``directory``, sorted by name; OSError if it cannot be listed.
+
+    Nothing is warned about: an unusable entry is returned with ``entry`` None."""
+    names = sorted(name for name in os.listdir(directory) if name.endswith(".entry"))
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        key, conn_id = _claimed(path)
+        entry = None
+        if key is not None and conn_id is not None:
+            slot = Slot(directory, key, conn_id)
+            if slot.path == path:
+                entry = slot.read(quiet=True)
+        found.append(Stored(path, key, conn_id, entry))
+    return found
+
+
+def _claimed(path: str) -> tuple[str | None, str | None]:
+    """The key and connection id an entry's header claims, or (None, None)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK)
+    except OSError:
+        return None, None
+    try:
+        fields = os.read(fd, 1024).split(b"\n", 1)[0].split(b" ")
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
+    if len(fields) != 7 or fields[0] != FORMAT:
+        return None, None
+    try:
+        return fields[2].decode("ascii"), bytes.fromhex(fields[5].decode("ascii")).decode("utf-8", "surrogateescape")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
 
 
 def _looks_like_output(body: bytes) -> bool:

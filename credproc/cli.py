@@ -12,7 +12,8 @@ import os
 import sys
 import time
 
-from credproc import cache, sources
+from credproc import sources
+from credproc.resolution import Resolution
 
 # Flags the fast path understands; all of them take a value.
 _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--session-factory": "session_factory"}
@@ -31,15 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     fast = _fast_args(args)
     if fast is None:  # anything but the plain main job: argparse decides
         options = build_parser().parse_args(args)
-        return run(options.conn, profile=options.profile, session_factory=options.session_factory,
-                   refresh=options.refresh, use_cache=not options.no_cache, debug=options.debug)
-    conn_id = fast.get("conn", sources.DEFAULT_CONN_ID)
+        resolution = Resolution(options.conn, session_factory=options.session_factory, profile=options.profile)
+        return run(resolution, refresh=options.refresh, use_cache=not options.no_cache, debug=options.debug)
+    resolution = Resolution(fast.get("conn", sources.DEFAULT_CONN_ID), session_factory=fast.get("session_factory"),
+                            profile=fast.get("profile"))
     if "CREDPROC_CHAIN" not in os.environ:  # inside another credproc's fetch: no shortcuts
-        body = _cached(conn_id, fast.get("session_factory"))
+        body = resolution.fresh_body(time.time())
         if body is not None:
             write_credentials(body)
             return 0
-    return run(conn_id, profile=fast.get("profile"), session_factory=fast.get("session_factory"))
+    return run(resolution)
 
 
 def _fast_args(args: list[str]) -> dict[str, str] | None:
@@ -61,16 +63,6 @@ def _fast_args(args: list[str]) -> dict[str, str] | None:
             return None
         found[name] = value
     return found
-
-
-def _cached(conn_id: str, session_factory: str | None) -> bytes | None:
-    environ = os.environ
-    definition = sources.locate(conn_id, environ)
-    slot = cache.Slot(cache.cache_dir(environ), cache.identity(definition, session_factory, environ), conn_id)
-    entry = slot.read()
-    if entry is not None and entry.is_fresh(time.time()):
-        return entry.body
-    return None
 
 
 def write_credentials(body: bytes) -> None:
@@ -139,14 +131,14 @@ def build_parser():
     return parser
 
 
-def run(conn_id: str, *, profile: str | None = None, session_factory: str | None = None,
-        refresh: bool = False, use_cache: bool = True, debug: bool = False) -> int:
+def run(resolution: Resolution, *, refresh: bool = False, use_cache: bool = True, debug: bool = False) -> int:
     """The main job past the fast path, with its errors turned into one line and an exit code.
 
     Still no argparse nor logging here: in a stampede, the processes that only wait for the
     fetching one and then read its entry never need them.
     """
     from credproc.errors import CredprocError
+    from credproc.log import report_error
 
     if debug:
         from credproc.log import setup_logging
@@ -155,27 +147,13 @@ def run(conn_id: str, *, profile: str | None = None, session_factory: str | None
     try:
         from credproc import job
 
-        body = job.credentials_for(conn_id, profile=profile, session_factory=session_factory,
-                                   refresh=refresh, use_cache=use_cache, debug=debug)
+        body = job.credentials_for(resolution, refresh=refresh, use_cache=use_cache, debug=debug)
     except CredprocError as e:
         return report_error(str(e), e.exit_code, debug)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug, or an error inside a user's session factory
-        return report_error(f"connection {conn_id!r}: {type(e).__name__}: {e}", 1, debug,
-                       hint=" (run with --debug for the traceback)")
+        return report_error(f"connection {resolution.conn_id!r}: {type(e).__name__}: {e}", 1, debug,
+                            hint=" (run with --debug for the traceback)")
     write_credentials(body)
     return 0
-
-
-def report_error(message: str, code: int, debug: bool, hint: str = "") -> int:
-    """One line on stderr, ``credproc: error: ...``, secrets masked; the traceback with --debug."""
-    from credproc.log import one_line, redact
-
-    if debug:
-        import traceback
-
-        sys.stderr.write(redact(traceback.format_exc()))
-        hint = ""
-    sys.stderr.write(redact(f"credproc: error: {one_line(message)}{hint}\n"))
-    return code

@@ -14,8 +14,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from credproc import sensitive
 from credproc.errors import ConfigError
 from credproc.log import add_secret, warn
+from credproc.settings import Table
 from credproc.sources import RawConnection
 
 METHODS = ("assume_role", "assume_role_with_saml", "assume_role_with_web_identity")
@@ -89,13 +91,18 @@ def empty(conn_id: str, origin: str) -> AwsConnection:
 
 
 def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnection:
-    """Give the raw fields their meaning. Warnings go to stderr as they are found."""
+    """Give the raw fields their meaning. Warnings go to stderr as they are found.
+
+    Every secret of the definition (the password, and every value the one rule of
+    ``credproc.sensitive`` calls secret, at any depth of the extra) is registered with
+    ``credproc.log`` first, so that no message, warning or error can show it."""
     extra = dict(raw.extra)
     conn = AwsConnection(conn_id=raw.conn_id, origin=raw.origin, extra_config=extra,
                          file_settings=dict(raw.file_settings))
     fields = raw.fields
-    for secret in (fields.get("password"), extra.get("aws_secret_access_key"), extra.get("aws_session_token")):
-        add_secret(secret)
+    add_secret(fields.get("password"))
+    sensitive.register(extra)
+    table = Table(extra, "", conn.error)
 
     conn_type = fields.get("conn_type")
     if conn_type and conn_type != "aws":
@@ -108,67 +115,74 @@ def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnectio
 
     conn.login = _optional_str(conn, "login", fields.get("login"))
     conn.password = _optional_str(conn, "password", fields.get("password"))
-    conn.session_kwargs = _dict(conn, extra, "session_kwargs")
+    conn.session_kwargs = table.table("session_kwargs")
     unknown = sorted(set(conn.session_kwargs) - SESSION_KWARGS)
     if unknown:
         raise conn.error(f"session_kwargs: {', '.join(unknown)} not accepted by boto3.session.Session "
                          f"(allowed: {', '.join(sorted(SESSION_KWARGS))})")
-    for key in ("aws_secret_access_key", "aws_session_token"):
-        add_secret(conn.session_kwargs.get(key))
-    conn.config_kwargs = _dict(conn, extra, "config_kwargs")
-    conn.assume_role_kwargs = _dict(conn, extra, "assume_role_kwargs")
-    conn.region_name = _str(conn, extra, "region_name") or _str(conn, conn.session_kwargs, "region_name", "session_kwargs.")
-    conn.profile_name = _profile_name(conn, extra)
-    conn.endpoint_url = _endpoint_url(conn, extra)
-    conn.verify = _verify(conn, extra.get("verify"))
-    conn.session_factory = _str(conn, extra, "session_factory")
-    _initial_keys(conn, extra)
-    _role(conn, extra)
+    sensitive.register(conn.session_kwargs)  # JSON text in a URI: its secrets are known only now
+    session_kwargs = Table(conn.session_kwargs, "session_kwargs.", conn.error)
+    conn.config_kwargs = table.table("config_kwargs")
+    conn.assume_role_kwargs = table.table("assume_role_kwargs")
+    conn.region_name = table.string("region_name") or session_kwargs.string("region_name")
+    conn.profile_name = _profile_name(conn, table, session_kwargs)
+    conn.endpoint_url = _endpoint_url(conn, table)
+    conn.verify = table.verify("verify")
+    conn.session_factory = table.string("session_factory")
+    _initial_keys(conn, table, session_kwargs)
+    _role(conn, table)
     return conn
 
 
 # -- the initial key pair ----------------------------------------------------------------
 
 
-def _initial_keys(conn: AwsConnection, extra: dict) -> None:
+def _initial_keys(conn: AwsConnection, extra: Table, session_kwargs: Table) -> None:
     """login+password, else the extra's pair, else session_kwargs', else s3_config_file."""
-    pairs = [
-        ("login/password", conn.login, conn.password),
-        ("extra aws_access_key_id/aws_secret_access_key",
-         _str(conn, extra, "aws_access_key_id"), _str(conn, extra, "aws_secret_access_key")),
-        ("session_kwargs", _str(conn, conn.session_kwargs, "aws_access_key_id", "session_kwargs."),
-         _str(conn, conn.session_kwargs, "aws_secret_access_key", "session_kwargs.")),
-    ]
-    for where, key_id, secret in pairs:
+    for where, key_id, secret in key_pairs(conn.login, conn.password, extra, session_kwargs):
         if key_id and secret:
             conn.aws_access_key_id, conn.aws_secret_access_key = key_id, secret
             break
         if key_id or secret:
             warn(f"connection {conn.conn_id!r} ({conn.origin}): {where} has only one half of the key pair; "
                  "it is ignored")
-    s3_config_file = _str(conn, extra, "s3_config_file")
+    s3_config_file = extra.string("s3_config_file")
     if s3_config_file:
         ignored = " (ignored: the connection has a key pair)" if conn.aws_access_key_id else ""
         warn(f"connection {conn.conn_id!r} ({conn.origin}): s3_config_file is deprecated{ignored}; "
              "put the key pair in login/password or use profile_name")
         if not conn.aws_access_key_id:
             conn.aws_access_key_id, conn.aws_secret_access_key = _s3_config_keys(conn, extra, s3_config_file)
-    elif _str(conn, extra, "profile"):
+    elif extra.string("profile"):
         warn(f"connection {conn.conn_id!r} ({conn.origin}): extra 'profile' is deprecated and only read "
              "with s3_config_file; did you mean 'profile_name'?")
-    conn.aws_session_token = (_str(conn, extra, "aws_session_token")
-                              or _str(conn, conn.session_kwargs, "aws_session_token", "session_kwargs."))
+    conn.aws_session_token = extra.string("aws_session_token") or session_kwargs.string("aws_session_token")
     add_secret(conn.aws_secret_access_key)
     add_secret(conn.aws_session_token)
+
+
+def key_pairs(login: str | None, password: str | None, extra: Table,
+              session_kwargs: Table) -> list[tuple[str, str | None, str | None]]:
+    """The places a key pair may be given, in precedence order: (where, key id, secret).
+
+    The first complete pair is used; so the keyring completes a half pair only when no
+    complete pair follows it (``credproc.keyring_store.wanted``)."""
+    return [
+        ("login/password", login, password),
+        ("extra aws_access_key_id/aws_secret_access_key",
+         extra.string("aws_access_key_id"), extra.string("aws_secret_access_key")),
+        ("session_kwargs", session_kwargs.string("aws_access_key_id"),
+         session_kwargs.string("aws_secret_access_key")),
+    ]
 
 
 S3_CONFIG_MAX_BYTES = 1024 * 1024  # a boto, aws or s3cmd file is a few hundred bytes
 
 
-def _s3_config_keys(conn: AwsConnection, extra: dict, path: str) -> tuple[str, str]:
+def _s3_config_keys(conn: AwsConnection, extra: Table, path: str) -> tuple[str, str]:
     """The deprecated ``s3_config_file``: a key pair read from a boto, aws or s3cmd file."""
-    profile = _str(conn, extra, "profile")
-    fmt = (_str(conn, extra, "s3_config_format") or "boto").lower()
+    profile = extra.string("profile")
+    fmt = (extra.string("s3_config_format") or "boto").lower()
     import configparser
 
     parser = configparser.ConfigParser(interpolation=None)
@@ -207,9 +221,9 @@ def _s3_config_keys(conn: AwsConnection, extra: dict, path: str) -> tuple[str, s
 # -- the role ----------------------------------------------------------------------------
 
 
-def _role(conn: AwsConnection, extra: dict) -> None:
-    conn.role_arn = _str(conn, extra, "role_arn")
-    account, role = _str(conn, extra, "aws_account_id"), _str(conn, extra, "aws_iam_role")
+def _role(conn: AwsConnection, extra: Table) -> None:
+    conn.role_arn = extra.string("role_arn")
+    account, role = extra.string("aws_account_id"), extra.string("aws_iam_role")
     if account or role:
         if not (account and role):
             raise conn.error("the deprecated aws_account_id and aws_iam_role must be given together")
@@ -223,14 +237,14 @@ def _role(conn: AwsConnection, extra: dict) -> None:
     if conn.role_arn is not None and not conn.role_arn.startswith("arn:"):
         raise conn.error(f"role_arn {conn.role_arn!r} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)")
 
-    method = extra.get("assume_role_method")
+    method = extra.raw("assume_role_method")
     if method is not None and method not in METHODS:
         raise conn.error(f"assume_role_method {method!r} is not one of {', '.join(METHODS)}")
     if method in ("assume_role_with_saml", "assume_role_with_web_identity") and not conn.role_arn:
         raise conn.error(f"assume_role_method {method} needs role_arn")
     conn.assume_role_method = (method or "assume_role") if conn.role_arn else None
 
-    external_id = extra.get("external_id")
+    external_id = extra.raw("external_id")
     if external_id is not None:
         if conn.assume_role_method != "assume_role":
             warn(f"connection {conn.conn_id!r} ({conn.origin}): the deprecated external_id is only used "
@@ -282,71 +296,19 @@ def _optional_str(conn: AwsConnection, name: str, value: Any) -> str | None:
     return value
 
 
-def _str(conn: AwsConnection, table: dict, key: str, prefix: str = "") -> str | None:
-    value = table.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise conn.error(f"{prefix}{key} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _dict(conn: AwsConnection, extra: dict, key: str) -> dict:
-    value = extra.get(key)
-    if value is None or value == "":
-        return {}
-    if isinstance(value, str):  # a URI's query can only carry strings: accept JSON text
-        import json
-
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    if not isinstance(value, dict):
-        raise conn.error(f"{key} must be a table/object (in a URI, pass it inside __extra__)")
-    return dict(value)
-
-
-def _profile_name(conn: AwsConnection, extra: dict) -> str | None:
-    direct = _str(conn, extra, "profile_name")
-    nested = _str(conn, conn.session_kwargs, "profile_name", "session_kwargs.")
+def _profile_name(conn: AwsConnection, extra: Table, session_kwargs: Table) -> str | None:
+    direct = extra.string("profile_name")
+    nested = session_kwargs.string("profile_name")
     if direct and nested and direct != nested:
         warn(f"connection {conn.conn_id!r} ({conn.origin}): profile_name {direct!r} overrides "
              f"session_kwargs.profile_name {nested!r}")
     return direct or nested
 
 
-def _endpoint_url(conn: AwsConnection, extra: dict) -> str | None:
+def _endpoint_url(conn: AwsConnection, extra: Table) -> str | None:
     """service_config.sts.endpoint_url, else endpoint_url, else the seed's extra host."""
-    service_config = extra.get("service_config") or {}
-    if isinstance(service_config, str):
-        service_config = _dict(conn, {"service_config": service_config}, "service_config")
-    if not isinstance(service_config, dict):
-        raise conn.error("service_config must be a table/object")
-    sts = service_config.get("sts") or {}
-    if not isinstance(sts, dict):
-        raise conn.error("service_config.sts must be a table/object")
-    url = (_str(conn, sts, "endpoint_url", "service_config.sts.") or _str(conn, extra, "endpoint_url")
-           or _str(conn, extra, "host"))
+    sts = extra.sub("service_config").sub("sts")
+    url = sts.string("endpoint_url") or extra.string("endpoint_url") or extra.string("host")
     if url and "://" not in url:
         raise conn.error(f"endpoint {url!r} must be a URL such as https://sts.eu-west-1.amazonaws.com")
     return url
-
-
-def _verify(conn: AwsConnection, value: Any) -> bool | str | None:
-    """TLS verification: a boolean, "true"/"false" as booleans, or a CA bundle path.
-
-    Airflow reads the string "false" as a CA bundle path, which then fails obscurely."""
-    if value is None or isinstance(value, bool):
-        return value
-    if not isinstance(value, str):
-        raise conn.error(f"verify must be true, false or a CA bundle path, not {type(value).__name__}")
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes", "on"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
-    path = os.path.expanduser(value)
-    if not os.path.isfile(path):
-        raise conn.error(f"verify {value!r} is neither true/false nor an existing CA bundle file")
-    return path

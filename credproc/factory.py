@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import botocore.session
@@ -31,19 +32,13 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credproc import methods, recursion
+from credproc import methods, recursion, sensitive
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line
-from credproc.methods import static
 from credproc.protocol import Credentials
-
-# Names of extra keys (at any depth: ``federation.password``, ``client_secret``) whose values
-# are secrets of a factory's own: registered with credproc.log at once, so that no message,
-# not even a factory's exception, shows them. Matched as the key's last word, so that
-# ``assume_role_with_web_identity_token_file`` (a path) stays readable.
-_SECRET_KEY_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "assertion",
-                       "secret_key", "secret_access_key", "private_key", "api_key")
+from credproc.session import freeze, session_credentials
+from credproc.sts import translate
 
 
 class BaseSessionFactory:
@@ -100,7 +95,7 @@ class BaseSessionFactory:
         cls = type(self)
         self.log = logging.getLogger("credproc.factory" if cls is BaseSessionFactory
                                      else f"credproc.factory.{cls.__module__}.{cls.__qualname__}")
-        _register_secret_like(conn.extra_config)
+        sensitive.register(conn.extra_config)  # a factory's own secrets (federation.password) too
 
     @property
     def extra_config(self) -> dict[str, Any]:
@@ -194,15 +189,32 @@ class BaseSessionFactory:
             kwargs["aws_session_token"] = conn.aws_session_token
         session = boto3.session.Session(**kwargs)
         if not conn.aws_access_key_id:
-            static.guard_profile(session, conn.conn_id)
+            recursion.guard_session(session, conn.conn_id)
         return session
 
-    def sts_client(self, session: boto3.session.Session | None = None, *, unsigned: bool = False):
-        """An STS client on the connection's endpoint, TLS settings and Config."""
+    def sts_client(self, session: boto3.session.Session | None = None, *, unsigned: bool = False) -> Any:
+        """An STS client on the connection's endpoint, TLS settings and Config.
+
+        Unsigned and without a session, the client resolves no credentials at all: its session
+        has only the connection's region and profile settings. (Not the basic session, which
+        refuses an AWS profile that runs credproc for this very connection: a loop only when
+        credentials are resolved, so ``AWS_PROFILE=p`` with ``p`` running this connection
+        keeps working for SAML and web identity.)"""
         config = self.config.merge(Config(signature_version=UNSIGNED)) if unsigned else self.config
-        return (session or self.basic_session).client(
-            "sts", region_name=self.region_name, endpoint_url=self.conn.endpoint_url,
-            verify=self.conn.verify, config=config,
+        if session is None:
+            session = (boto3.session.Session(profile_name=self.conn.profile_name, region_name=self.region_name)
+                       if unsigned else self.basic_session)
+        return session.client("sts", region_name=self.region_name, endpoint_url=self.conn.endpoint_url,
+                              verify=self.conn.verify, config=config)
+
+    def method_context(self) -> methods.Context:
+        """What the connection's ``assume_role_method`` gets to make its STS call."""
+        return methods.Context(
+            conn=self.conn,
+            log=self.log,
+            basic_session=lambda: self.basic_session,
+            sts_client=lambda: self.sts_client(self.basic_session),
+            unsigned_sts_client=lambda: self.sts_client(unsigned=True),
         )
 
     def create_session(self) -> boto3.session.Session:
@@ -222,7 +234,7 @@ class BaseSessionFactory:
         return boto3.session.Session(botocore_session=botocore_session, region_name=self.region_name)
 
     def _role_credentials(self) -> Credentials:
-        return methods.fetch(self.conn.assume_role_method, self)
+        return methods.fetch(self.conn.assume_role_method or "assume_role", self.method_context())
 
     # -- what credproc prints ---------------------------------------------------------------
 
@@ -236,16 +248,16 @@ class BaseSessionFactory:
         try:
             if own_session:
                 with self._user_code():
-                    return static.freeze(self.create_session(), conn_id, supplier)
+                    return freeze(self.create_session(), conn_id, supplier)
             if own_basic:
                 with self._user_code():
                     # Resolving the credentials runs the factory's refresh function, if any.
-                    static.session_credentials(self.basic_session, conn_id, supplier)
+                    session_credentials(self.basic_session, conn_id, supplier)
                     if not self.conn.role_arn:
-                        return static.freeze(self.basic_session, conn_id, supplier)
+                        return freeze(self.basic_session, conn_id, supplier)
             if self.conn.role_arn:
                 return self._role_credentials()
-            return static.freeze(self.basic_session, conn_id)
+            return freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
             raise translate(e, self.conn) from e
 
@@ -275,24 +287,6 @@ def _metadata(credentials: Credentials) -> dict[str, Any]:
     }
 
 
-def _register_secret_like(node: Any) -> None:
-    """Register every string under a secret-looking key, at any depth, with credproc.log."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str) and _secret_key(str(key)):
-                add_secret(value)
-            else:
-                _register_secret_like(value)
-    elif isinstance(node, list):
-        for value in node:
-            _register_secret_like(value)
-
-
-def _secret_key(key: str) -> bool:
-    key = key.lower().replace("-", "_")
-    return any(key == ending or key.endswith("_" + ending) for ending in _SECRET_KEY_ENDINGS)
-
-
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -301,43 +295,6 @@ def _after_conn(error: Exception, conn_id: str) -> str:
     text = str(error)
     prefix = f"connection {conn_id!r}: "
     return text[len(prefix):] if text.startswith(prefix) else text
-
-
-def translate(error: Exception, conn: AwsConnection) -> CredprocError:
-    """One line that says what went wrong, for a botocore exception; exit 2 for bad settings."""
-    from botocore import exceptions as bx
-
-    prefix = f"connection {conn.conn_id!r}"
-    if isinstance(error, ClientError):
-        info = error.response.get("Error", {})
-        operation = getattr(error, "operation_name", "STS")
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return CredprocError(f"{prefix}: STS {operation} failed: {info.get('Code', 'error')}"
-                             f"{f' (HTTP {status})' if status else ''}: {one_line(info.get('Message', ''))}")
-    if isinstance(error, bx.ParamValidationError):
-        # botocore quotes the offending value ("value: 73519046"), which may be a secret
-        # (an MFA code, an ExternalId): name the parameter and the problem, not the value.
-        import re
-
-        message = re.sub(r"value: .*?, (type|valid)", r"\1", one_line(error))
-        return ConfigError(f"{prefix} ({conn.origin}): {message}")
-    if isinstance(error, (bx.ProfileNotFound, bx.InvalidConfigError, bx.UnknownRegionError,
-                          bx.InvalidRetryConfigurationError, bx.InvalidRegionError)):
-        return ConfigError(f"{prefix} ({conn.origin}): {one_line(error)}")
-    if isinstance(error, bx.CredentialRetrievalError) and "credproc: error:" in str(error):
-        # A profile's credential_process ran credproc (another connection, or a loop the
-        # child caught): pass its own message on, not botocore's wrapping of it.
-        child = one_line(str(error).rsplit("credproc: error:", 1)[1].strip())
-        kind = ConfigError if recursion.LOOP_MARKER in child else CredprocError
-        return kind(f"{prefix}: the credential_process of its AWS profile failed: {child}")
-    if isinstance(error, bx.NoCredentialsError):
-        return CredprocError(f"{prefix}: no AWS credentials to sign the STS call; boto3's chain tried "
-                             f"{static.CHAIN}")
-    if isinstance(error, bx.NoRegionError):
-        return ConfigError(f"{prefix} ({conn.origin}): no region: set region_name, or AWS_REGION")
-    if isinstance(error, (bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.EndpointConnectionError)):
-        return CredprocError(f"{prefix}: STS did not answer: {one_line(error)}")
-    return CredprocError(f"{prefix}: {type(error).__name__}: {one_line(error)}")
 
 
 # -- choosing a factory --------------------------------------------------------------------

@@ -126,13 +126,20 @@ def delete(conn_id: str, field: str) -> bool:
 # -- the main job: complete a half key pair ----------------------------------------------
 
 
-def wanted(raw: "RawConnection") -> list[tuple[dict, str]]:
+def wanted(raw: RawConnection) -> list[tuple[dict, str]]:
     """The (table, field) pairs of ``raw`` that the keyring should complete.
 
-    Only half pairs ask: a definition with a complete pair, or with no key id at all (a
-    role assumed with boto3's chain, say), never touches the keyring.
+    Only a half pair asks, and only when the definition has no complete pair anywhere (in
+    login/password, the extra, or session_kwargs): the connection would use that pair, as
+    Airflow does, and a complete pair never asks the keyring. A definition with no key id
+    at all (a role assumed with boto3's chain, say) never touches the keyring either.
     """
     fields, extra = raw.fields, raw.extra
+    session_kwargs = _table(extra.get("session_kwargs"))
+    pairs = ((fields, "login", "password"), (extra, "aws_access_key_id", "aws_secret_access_key"),
+             (session_kwargs, "aws_access_key_id", "aws_secret_access_key"))
+    if any(_given(table.get(key_id)) and _given(table.get(secret)) for table, key_id, secret in pairs):
+        return []
     out: list[tuple[dict, str]] = []
     if _given(fields.get("login")) and not _given(fields.get("password")):
         out.append((fields, "password"))
@@ -143,7 +150,20 @@ def wanted(raw: "RawConnection") -> list[tuple[dict, str]]:
     return out
 
 
-def fill(raw: "RawConnection", *, interactive: bool = False) -> list[str]:
+def _table(value: object) -> dict:
+    """session_kwargs as a table, also when a URI carries it as JSON text; {} otherwise
+    (the connection's own reading reports a malformed one)."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def fill(raw: RawConnection, *, interactive: bool = False) -> list[str]:
     """Complete ``raw`` from the keyring in place; the names of the fields it filled.
 
     Outside ``interactive`` commands, stdin is replaced by /dev/null first: credproc never
@@ -181,11 +201,9 @@ def _given(value: object) -> bool:
 
 
 def timeout() -> float:
-    value = os.environ.get(TIMEOUT_VARIABLE, "")
-    try:
-        return float(value) if value else DEFAULT_TIMEOUT
-    except ValueError:
-        raise ConfigError(f"{TIMEOUT_VARIABLE}={value!r} is not a number of seconds") from None
+    from credproc.settings import seconds
+
+    return seconds(os.environ, TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)
 
 
 def _bounded(call: Callable[[], Any], what: str) -> Any:

@@ -19,9 +19,13 @@ runs ``credproc --conn base``) is legitimate and allowed.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from credproc.errors import ConfigError
+
+TYPE_CHECKING = False  # checked before the lock: no typing for waiters
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 CHAIN_VARIABLE = "CREDPROC_CHAIN"
 MAX_DEPTH = 4
@@ -100,3 +104,23 @@ def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str
                 f"profile than {profile!r} (AWS_PROFILE/AWS_DEFAULT_PROFILE)"
             )
         name = settings.get("source_profile")
+
+
+def guard_session(session: Any, conn_id: str) -> None:
+    """Refuse a boto3 session whose default chain would reach a profile running credproc for
+    this connection (see :func:`check_profile`).
+
+    Only when boto3 would get that far: environment keys and IRSA's web identity come
+    before a profile's credential_process in its chain, unless the profile was named
+    explicitly (``profile_name``), which takes the environment keys out of the chain.
+    """
+    botocore_session = session._session  # boto3 exposes no public handle on its config
+    explicit = botocore_session.instance_variables().get("profile") is not None
+    environ = os.environ
+    if not explicit and environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        return
+    if environ.get("AWS_ROLE_ARN") and environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return
+    profiles = botocore_session.full_config.get("profiles", {})
+    profile = botocore_session.profile or "default"
+    check_profile(conn_id, profile, profiles)

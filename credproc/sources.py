@@ -18,6 +18,11 @@ from __future__ import annotations
 
 import os
 
+# typing and collections cost milliseconds on a cache hit; annotations are strings anyway.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 DEFAULT_CONN_ID = "aws_default"
 CREDPROC_PREFIX = "CREDPROC_CONN_"
 AIRFLOW_PREFIX = "AIRFLOW_CONN_"
@@ -30,22 +35,56 @@ _ENV_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 FIELD_KEYS = ("conn_type", "login", "password", "host", "port", "schema", "description")
 
 
+class ConfigFile:
+    """The config file's raw text, read once, with a bound: ``CREDPROC_CONFIG=/dev/zero``
+    must not hang any command. ``exists`` is False when there is no file; ``read_error``
+    says why an existing one cannot be used. :meth:`tables` parses it (a miss only)."""
+
+    __slots__ = ("path", "exists", "text", "read_error", "_parsed")
+
+    def __init__(self, path: str, exists: bool, text: str = "", read_error: str = ""):
+        self.path = path
+        self.exists = exists
+        self.text = text
+        self.read_error = read_error
+        self._parsed: tuple[dict, dict] | None = None
+
+    def parsed(self) -> tuple[dict, dict]:
+        """Top-level settings and ``[connections.<id>]`` tables; ConfigError if unreadable or invalid."""
+        if self._parsed is None:
+            if self.read_error:
+                from credproc.errors import ConfigError
+
+                raise ConfigError(f"cannot read config file {self.path}: {self.read_error}")
+            self._parsed = parse_toml(self.text, self.path) if self.exists else ({}, {})
+        return self._parsed
+
+    def tables(self) -> dict:
+        return self.parsed()[1]
+
+    def settings(self) -> dict:
+        return self.parsed()[0]
+
+
 class Definition:
     """The raw text that defines one connection, and where it was found.
 
     ``kind`` is ``"env"`` (``where`` is the variable), ``"file"`` (``where`` is the config
     file; the text is the whole file, which may or may not define the id) or ``"none"``
     (no variable and no readable file; ``where`` is the config path that was tried).
+    ``config`` is the config file as read, whichever kind won.
     """
 
-    __slots__ = ("conn_id", "kind", "where", "text", "read_error")
+    __slots__ = ("conn_id", "kind", "where", "text", "read_error", "config")
 
-    def __init__(self, conn_id: str, kind: str, where: str, text: str, read_error: str = ""):
+    def __init__(self, conn_id: str, kind: str, where: str, text: str, read_error: str = "",
+                 config: ConfigFile | None = None):
         self.conn_id = conn_id
         self.kind = kind
         self.where = where
         self.text = text
         self.read_error = read_error
+        self.config = config
 
 
 def credproc_variable(conn_id: str) -> str:
@@ -56,7 +95,7 @@ def airflow_variable(conn_id: str) -> str:
     return AIRFLOW_PREFIX + conn_id.upper()
 
 
-def config_path(environ: "os._Environ[str] | dict[str, str]") -> str:
+def config_path(environ: "Mapping[str, str]") -> str:
     explicit = environ.get("CREDPROC_CONFIG")
     if explicit:
         return explicit
@@ -64,26 +103,56 @@ def config_path(environ: "os._Environ[str] | dict[str, str]") -> str:
     return os.path.join(base, "credproc", "config.toml")
 
 
-def locate(conn_id: str, environ: "os._Environ[str] | dict[str, str]") -> Definition:
-    """Find the text that defines ``conn_id``, without parsing it."""
-    for variable in (credproc_variable(conn_id), airflow_variable(conn_id)):
-        value = environ.get(variable)
-        if value is not None:
-            return Definition(conn_id, "env", variable, value)
+def read_config(environ: "Mapping[str, str]") -> ConfigFile:
+    """The config file, read at most once per run and never past ``MAX_CONFIG_BYTES``."""
     path = config_path(environ)
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded: CREDPROC_CONFIG=/dev/zero must not hang
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        return Definition(conn_id, "none", path, "")
+        return ConfigFile(path, exists=False)
     except OSError as e:
-        return Definition(conn_id, "file", path, "", read_error=e.strerror or str(e))
+        return ConfigFile(path, exists=True, read_error=e.strerror or str(e))
     if len(data) > MAX_CONFIG_BYTES:
-        return Definition(conn_id, "file", path, "", read_error="larger than 1 MiB: not a credproc config file")
+        return ConfigFile(path, exists=True, read_error="larger than 1 MiB: not a credproc config file")
     try:
-        return Definition(conn_id, "file", path, data.decode("utf-8"))
+        return ConfigFile(path, exists=True, text=data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        return Definition(conn_id, "file", path, "", read_error=f"not UTF-8 text ({e.reason})")
+        return ConfigFile(path, exists=True, read_error=f"not UTF-8 text ({e.reason})")
+
+
+def locate(conn_id: str, environ: Mapping[str, str], config: ConfigFile | None = None) -> Definition:
+    """Find the text that defines ``conn_id``, without parsing it.
+
+    ``config``: the config file already read (``credproc list`` reads it once for every
+    connection); read here when not given and no variable defines the connection."""
+    for variable in (credproc_variable(conn_id), airflow_variable(conn_id)):
+        value = environ.get(variable)
+        if value is not None:
+            return Definition(conn_id, "env", variable, value, config=config)
+    if config is None:
+        config = read_config(environ)
+    kind = "file" if config.exists else "none"
+    return Definition(conn_id, kind, config.path, config.text, config.read_error, config)
+
+
+def places(conn_id: str, environ: Mapping[str, str], config: ConfigFile) -> list[str]:
+    """Every place that defines ``conn_id``, in lookup order (the first one is used)."""
+    found = [variable for variable in (credproc_variable(conn_id), airflow_variable(conn_id))
+             if variable in environ]
+    if defines(config, conn_id):
+        found.append(f"{config.path} [connections.{_toml_key(conn_id)}]")
+    return found
+
+
+def defines(config: ConfigFile, conn_id: str) -> bool:
+    """Whether the config file has a ``[connections.<conn_id>]`` table (False if it is broken)."""
+    from credproc.errors import ConfigError
+
+    try:
+        return conn_id in config.tables()
+    except ConfigError:
+        return False
 
 
 # --------------------------------------------------------------------------------------
@@ -117,9 +186,8 @@ def parse(definition: Definition) -> RawConnection | None:
             fields, extra = parse_uri(value, origin)
         return RawConnection(conn_id, origin, fields, extra, {})
     if definition.kind == "file":
-        if definition.read_error:
-            raise ConfigError(f"cannot read config file {definition.where}: {definition.read_error}")
-        settings, tables = parse_toml(definition.text, definition.where)
+        config = definition.config or ConfigFile(definition.where, True, definition.text, definition.read_error)
+        settings, tables = config.parsed()
         table = tables.get(conn_id)
         if table is None:
             return None
@@ -131,9 +199,14 @@ def parse(definition: Definition) -> RawConnection | None:
 
 def file_settings(definition: Definition) -> dict:
     """The config file's top-level settings (such as ``session_factory``), or {}."""
-    if definition.kind != "file" or definition.read_error:
+    from credproc.errors import ConfigError
+
+    if definition.config is None or not definition.config.exists:
         return {}
-    return parse_toml(definition.text, definition.where)[0]
+    try:
+        return definition.config.settings()
+    except ConfigError:
+        return {}
 
 
 def parse_uri(value: str, origin: str) -> tuple[dict, dict]:

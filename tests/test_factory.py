@@ -491,9 +491,9 @@ def test_secret_lookup_order_and_errors():
 
 
 def test_secret_key_names():
-    from credproc.factory import _secret_key
+    from credproc.sensitive import is_secret_key
 
     for key in ("password", "federation_password", "client_secret", "api-key", "aws_session_token", "token"):
-        assert _secret_key(key), key
+        assert is_secret_key(key), key
     for key in ("username", "url", "counter_file", "assume_role_with_web_identity_token_file", "tokens_url"):
-        assert not _secret_key(key), key
+        assert not is_secret_key(key), key

@@ -495,7 +495,7 @@ def test_example_connections_work(sts, idp, krb_env, run):
 
 
 def test_xpath_names_are_lower_cased_outside_string_literals():
-    from credproc.samlpage import lower_names
+    from credproc.methods.saml.page import lower_names
 
     assert lower_names("//INPUT[@NAME='SAMLResponse']/@VALUE") == "//input[@name='SAMLResponse']/@value"
     assert lower_names('//Form[@ID="Main Form"]//INPUT') == '//form[@id="Main Form"]//input'
@@ -505,7 +505,7 @@ def test_xpath_names_are_lower_cased_outside_string_literals():
 
 def test_finder_reads_wrapped_base64_and_refuses_what_is_not_an_assertion():
     pytest.importorskip("lxml")
-    from credproc.samlpage import BadXPath, PageError, compile_xpath
+    from credproc.methods.saml.page import BadXPath, PageError, compile_xpath
 
     wrapped = "PHNhbWxwOlJlc3BvbnNl\n  IHhtbG5zOnNhbWxwPSJ1cm4i\n"
     page = f'<form><input type=hidden name=SAMLResponse value="{wrapped}"></form>'.encode()

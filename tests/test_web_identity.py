@@ -186,7 +186,7 @@ def test_google_authorized_user_file_below_the_http_level(google_token_endpoint,
     import requests
     from google.auth.transport.requests import Request
 
-    from credproc import google as credproc_google
+    from credproc.methods.web_identity import google as credproc_google
     from credproc.errors import CredprocError
 
     gcloud = tmp_path / "gcloud"

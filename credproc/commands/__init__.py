@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from credproc.cli import report_error
+from credproc.commands._parser import Parser
+from credproc.log import report_error
 
 EPILOG = """\
 commands:
@@ -37,11 +38,6 @@ exit codes: 0 success, 1 credentials could not be obtained or checked, 2 usage o
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, like the main job's errors
-        self.exit(2, f"credproc: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> Parser:
     from credproc.commands import cachecmd, check, configure, env, listing, secret, show
 
@@ -54,12 +50,6 @@ def build_parser() -> Parser:
     for module in (listing, show, check, configure, env, cachecmd, secret):
         module.add_parser(subparsers, common)
     return parser
-
-
-def add_command(subparsers, common, name: str, *, help: str, description: str, epilog: str):
-    """A subcommand parser in the house style: description, examples, raw formatting."""
-    return subparsers.add_parser(name, parents=[common] if common else [], help=help, description=description,
-                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def main(args: list[str]) -> int:

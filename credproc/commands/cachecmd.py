@@ -1,9 +1,10 @@
 """``credproc cache list`` and ``credproc cache clear [ID]``.
 
-An entry's header (see ``credproc.cache``) names its key and its connection id, so every
-entry on disk can be listed, including those of other environments (another AWS_PROFILE)
-or of older definitions, which ``credproc list`` does not show. Each entry is validated by
-reading it through ``cache.Slot``, as the main job would; nothing of the body is printed.
+An entry's header (see ``credproc.cache``, which alone reads it: ``cache.scan``) names its
+key and its connection id, so every entry on disk can be listed, including those of other
+environments (another AWS_PROFILE) or of older definitions, which ``credproc list`` does
+not show. Each entry is validated as the main job would read it; nothing of the body is
+printed.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from credproc import cache, sources
-from credproc.commands import _common, add_command
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.errors import ConfigError
+from credproc.resolution import Resolution
 
 EPILOG = """\
 examples:
@@ -30,7 +35,7 @@ Clearing is always safe: the next run fetches anew. Lock files are left in place
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     # --debug belongs to the actions, not to the group
     parser = add_command(subparsers, None, "cache", help="list or clear cached credentials",
                          description="List or clear the entries of credproc's credential cache.",
@@ -49,69 +54,37 @@ def add_parser(subparsers, common) -> None:
     clear.set_defaults(run=run_clear)
 
 
-def entries(environ, conn_id: str | None = None) -> list[dict]:
-    """Every ``*.entry`` file of the cache directory (of ``conn_id`` only, if given)."""
+def entries(environ: Mapping[str, str], conn_id: str | None = None) -> list[dict[str, Any]]:
+    """Every entry of the cache directory (of ``conn_id`` only, if given), described."""
     directory = cache.cache_dir(environ)
-    problem = cache.Slot(directory, "0" * 64, "").directory_problem()
+    problem = cache.directory_problem(directory)
     if problem:
         raise ConfigError(f"cache directory {directory}: {problem}")
     try:
-        names = sorted(os.listdir(directory))
+        stored = cache.scan(directory)
     except FileNotFoundError:
         return []
     except OSError as e:
         raise ConfigError(f"cannot list cache directory {directory}: {e.strerror or e}") from None
-    found = []
-    for name in names:
-        if not name.endswith(".entry"):
+    config = sources.read_config(environ)  # once for every entry's "current" check
+    current: dict[str, str] = {}
+    rows = []
+    for found in stored:
+        if conn_id is not None and found.conn_id != conn_id:
             continue
-        path = os.path.join(directory, name)
-        key, entry_conn = _header(path)
-        if conn_id is not None and entry_conn != conn_id:
-            continue
-        found.append(_describe(directory, path, key, entry_conn, environ))
-    return found
+        row: dict[str, Any] = {"id": found.conn_id, "path": found.path, "state": "invalid", "fresh_until": None,
+                               "expires": None, "current": False}
+        entry = found.entry
+        if entry is not None and found.conn_id is not None:
+            if found.conn_id not in current:
+                current[found.conn_id] = Resolution(found.conn_id, environ=environ, config=config).slot.key
+            row.update(state=entry.state(time.time()), fresh_until=_common.iso(entry.fresh_until),
+                       expires=_common.iso(entry.expires), current=found.key == current[found.conn_id])
+        rows.append(row)
+    return rows
 
 
-def _header(path: str) -> tuple[str | None, str | None]:
-    """The key and connection id an entry's header claims, or (None, None)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None, None
-    try:
-        first = os.read(fd, 1024).split(b"\n", 1)[0].split(b" ")
-    finally:
-        os.close(fd)
-    if len(first) != 7 or first[0] != cache.FORMAT:
-        return None, None
-    try:
-        return first[2].decode("ascii"), bytes.fromhex(first[5].decode("ascii")).decode("utf-8", "surrogateescape")
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-
-
-def _describe(directory: str, path: str, key: str | None, conn_id: str | None, environ) -> dict:
-    row = {"id": conn_id, "path": path, "state": "invalid", "fresh_until": None, "expires": None, "current": False}
-    if key is None or conn_id is None:
-        return row
-    slot = cache.Slot(directory, key, conn_id)
-    if slot.path != path:
-        return row
-    with _common.quiet():  # an unusable entry is reported in the table, not as a warning
-        entry = slot.read()
-    if entry is None:
-        return row
-    now = time.time()
-    row["state"] = "fresh" if entry.is_fresh(now) else "stale" if entry.expires > now else "expired"
-    row["fresh_until"] = _common.iso(entry.expires - cache.refresh_margin(entry.expires - entry.fetched))
-    row["expires"] = _common.iso(entry.expires)
-    definition = sources.locate(conn_id, environ)
-    row["current"] = key == _common.current_slot(definition, environ).key
-    return row
-
-
-def run_list(options) -> int:
+def run_list(options: Any) -> int:
     rows = entries(os.environ)
     if options.json:
         _common.out(json.dumps(rows, indent=2))
@@ -130,7 +103,7 @@ def run_list(options) -> int:
     return 0
 
 
-def clear(environ, conn_id: str | None = None) -> list[str]:
+def clear(environ: Mapping[str, str], conn_id: str | None = None) -> list[str]:
     """Remove the entries (of ``conn_id``, or all); the paths removed."""
     removed = []
     for row in entries(environ, conn_id):
@@ -144,7 +117,7 @@ def clear(environ, conn_id: str | None = None) -> list[str]:
     return removed
 
 
-def run_clear(options) -> int:
+def run_clear(options: Any) -> int:
     conn_id = _common.check_id(options.conn_id) if options.conn_id is not None else None
     removed = clear(os.environ, conn_id)
     what = f"connection {conn_id!r}" if conn_id else "all connections"

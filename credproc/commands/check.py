@@ -8,11 +8,14 @@ one command, and prints only what identifies the credentials, never the secrets.
 from __future__ import annotations
 
 import json
-import os
 import time
+from typing import Any
 
-from credproc.commands import _common, add_command
+from credproc import resolution as resolving
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.log import add_secret
+from credproc.resolution import Resolution
 
 EPILOG = """\
 examples:
@@ -26,7 +29,7 @@ them, 2 for a configuration error.
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     parser = add_command(subparsers, common, "check", help="obtain credentials and ask STS who they are",
                          description="Obtain a connection's credentials (through the cache, as an SDK would) "
                                      "and call STS GetCallerIdentity with them.",
@@ -38,26 +41,27 @@ def add_parser(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def run(options) -> int:
-    from credproc import job, sources
+def run(options: Any) -> int:
+    from credproc import job
 
-    conn_id = _common.check_id(options.conn_id)
-    environ = os.environ
-    before = _common.cache_state(sources.locate(conn_id, environ), environ)
-    body = job.credentials_for(conn_id, profile=options.profile, refresh=options.refresh,
-                               debug=options.debug)
+    resolved = Resolution(_common.check_id(options.conn_id), profile=options.profile)
+    before = _common.cache_state(resolved)
+    body = job.credentials_for(resolved, refresh=options.refresh, debug=options.debug)
     printed = json.loads(body)
     for key in ("SecretAccessKey", "SessionToken"):
         add_secret(printed.get(key))
-    with _common.quiet():  # the fetch above has already said what resolving says
-        loaded = _common.Loaded(conn_id, environ, keyring="placeholder")
-    identity = _caller_identity(loaded.conn, printed, options.profile or environ.get("AWS_PROFILE"))
+    # Resolved already when the fetch ran. On a hit, resolved now without asking the keyring
+    # (only the endpoint and its settings are needed) and quietly, as the hit was.
+    with _common.quiet():
+        conn = resolved.connection(resolving.KEYRING_ASSUME)
+    identity = _caller_identity(resolved, printed)
 
     served = before["state"] == "fresh" and not options.refresh
     expiration = printed.get("Expiration")
+    method = _common.describe_method(conn, resolved.factory_choice()[0])
     lines = [
-        ("connection", f"{conn_id} ({_common.where(loaded.definition)})"),
-        ("method", loaded.method() + (f" {loaded.conn.role_arn}" if loaded.conn.role_arn else "")),
+        ("connection", f"{resolved.conn_id} ({_common.where(resolved.definition)})"),
+        ("method", method + (f" {conn.role_arn}" if conn.role_arn else "")),
         ("account", identity.get("Account")),
         ("arn", identity.get("Arn")),
         ("user id", identity.get("UserId")),
@@ -65,7 +69,7 @@ def run(options) -> int:
         ("expires", f"{expiration} ({_common.relative(expiration)})" if expiration
          else "never: long-term keys (never cached)"),
         ("source", "the cache" if served else "fetched now"
-         + (" and cached" if expiration and _common.cache_state(loaded.definition, environ)["state"] != "none"
+         + (" and cached" if expiration and _common.cache_state(resolved, reread=True)["state"] != "none"
             else "")),
     ]
     width = max(len(label) for label, _ in lines)
@@ -74,18 +78,15 @@ def run(options) -> int:
     return 0
 
 
-def _caller_identity(conn, printed: dict, profile: str | None) -> dict:
+def _caller_identity(resolved: Resolution, printed: dict[str, Any]) -> dict[str, Any]:
     """GetCallerIdentity signed with the printed credentials, at the connection's endpoint,
     with its TLS settings, region and retry configuration."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from credproc import job
-    from credproc.factory import BaseSessionFactory, translate
+    from credproc.sts import translate
 
-    factory = job.make_factory(conn, profile=profile)
-    if not isinstance(factory, BaseSessionFactory):  # pragma: no cover - make_factory's contract
-        raise TypeError("make_factory did not return a BaseSessionFactory")
+    factory = resolved.factory(custom=False)
     session = boto3.session.Session(aws_access_key_id=printed["AccessKeyId"],
                                     aws_secret_access_key=printed["SecretAccessKey"],
                                     aws_session_token=printed.get("SessionToken"),
@@ -93,9 +94,9 @@ def _caller_identity(conn, printed: dict, profile: str | None) -> dict:
     started = time.monotonic()
     try:
         client = factory.sts_client(session)
-        response = client.get_caller_identity()
+        response: dict[str, Any] = client.get_caller_identity()
     except (BotoCoreError, ClientError) as e:
-        error = translate(e, conn)
+        error = translate(e, factory.conn)
         error.args = (f"{error} (credentials were obtained; checking them with GetCallerIdentity failed "
                       f"after {time.monotonic() - started:.1f}s)",)
         raise error from e

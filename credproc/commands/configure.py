@@ -20,10 +20,12 @@ import sys
 from pathlib import Path
 
 from credproc import sources
-from credproc.commands import _common, add_command
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.commands.awsconfig import IniText, profile_of_config_section
 from credproc.errors import ConfigError
 from credproc.log import warn
+from credproc.resolution import Resolution
 
 BACKUP_SUFFIX = ".credproc-backup"
 RETRY_MODES = ("standard", "adaptive", "legacy")
@@ -250,7 +252,7 @@ def run(options) -> int:
         _common.out(f"wrote {section} in {path}" + (f" (previous file saved as {backup})" if backup else ""))
         _common.out(f"  credential_process = {' '.join(shlex.quote(p) for p in (exe, '--conn', conn_id, '--profile', profile))}")
     try:
-        defined = sources.parse(sources.locate(conn_id, environ)) is not None
+        defined = Resolution(conn_id, environ=environ).raw() is not None
     except ConfigError:
         defined = True  # defined, wrongly: credproc show says how
     if not defined and conn_id != sources.DEFAULT_CONN_ID:

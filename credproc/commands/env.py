@@ -9,8 +9,10 @@ variables are unset, so that a token left over from an earlier ``eval`` cannot p
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from credproc.commands import _common, add_command
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.log import add_secret
 
 FORMATS = ("sh", "fish", "powershell", "json")
@@ -27,7 +29,7 @@ sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and AWS_CREDENT
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     parser = add_command(subparsers, common, "env", help="print credentials as shell environment assignments",
                          description="Print a connection's credentials as environment variable assignments "
                                      "for a shell.",
@@ -82,11 +84,12 @@ def powershell_quote(value: str) -> str:
     return "'" + value + "'"
 
 
-def run(options) -> int:
+def run(options: Any) -> int:
     from credproc import job
+    from credproc.resolution import Resolution
 
-    conn_id = _common.check_id(options.conn_id)
-    body = job.credentials_for(conn_id, profile=options.profile, refresh=options.refresh, debug=options.debug)
+    resolved = Resolution(_common.check_id(options.conn_id), profile=options.profile)
+    body = job.credentials_for(resolved, refresh=options.refresh, debug=options.debug)
     printed = json.loads(body)
     text = render(variables(printed), options.format)
     # The one place besides the main job that prints secrets: written as is, not redacted.

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
+from credproc import resolution as resolving
 from credproc import sources
-from credproc.commands import _common, add_command
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import warn
+from credproc.resolution import Resolution
 
 EPILOG = """\
 examples:
@@ -32,7 +37,7 @@ running with another AWS_PROFILE has entries of its own (see `credproc cache lis
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     parser = add_command(subparsers, common, "list", help="list the connections credproc can see",
                          description="List every connection credproc can see: its id, where it is defined, "
                                      "how it gets credentials, and its cache state.",
@@ -41,9 +46,9 @@ def add_parser(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def candidate_ids(environ) -> list[str]:
+def candidate_ids(environ: Mapping[str, str], config: sources.ConfigFile) -> list[str]:
     """The ids of every connection defined in the environment or the config file."""
-    file_ids = _file_ids(environ)
+    file_ids = _file_ids(config)
     by_variable = {}
     for conn_id in file_ids:  # the file spells the id exactly: prefer its spelling
         by_variable.setdefault(sources.credproc_variable(conn_id), conn_id)
@@ -64,48 +69,45 @@ def candidate_ids(environ) -> list[str]:
     return sorted(ids)
 
 
-def _file_ids(environ) -> list[str]:
-    path = sources.config_path(environ)
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as e:
-        warn(f"cannot read config file {path}: {getattr(e, 'strerror', None) or e}")
+def _file_ids(config: sources.ConfigFile) -> list[str]:
+    if not config.exists:
         return []
     try:
-        return list(sources.parse_toml(text, path)[1])
+        return list(config.tables())
     except ConfigError as e:
         warn(str(e))
         return []
 
 
-def describe(conn_id: str, environ) -> dict:
+def describe(conn_id: str, environ: Mapping[str, str], config: sources.ConfigFile) -> dict[str, Any]:
     """One row: what ``list`` knows about ``conn_id`` without fetching anything."""
-    definition = sources.locate(conn_id, environ)
-    row = {"id": conn_id, "defined_in": {"kind": definition.kind, "where": definition.where,
-                                         "shown": _common.where(definition)},
-           "also_defined_in": _common.other_places(conn_id, environ),
-           "method": None, "keyring_fields": [], "warnings": 0, "error": None}
+    resolved = Resolution(conn_id, environ=environ, config=config)
+    definition = resolved.definition
+    row: dict[str, Any] = {
+        "id": conn_id,
+        "defined_in": {"kind": definition.kind, "where": definition.where, "shown": _common.where(definition)},
+        "also_defined_in": _common.other_places(resolved),
+        "method": None, "keyring_fields": [], "warnings": 0, "error": None,
+    }
     with _common.quiet() as warnings:
         try:
-            loaded = _common.Loaded(conn_id, environ, keyring="placeholder")
-            row["method"] = loaded.method()
-            row["keyring_fields"] = loaded.keyring_fields
+            conn = resolved.connection(resolving.KEYRING_ASSUME)
+            row["method"] = _common.describe_method(conn, resolved.factory_choice()[0])
+            row["keyring_fields"] = resolved.keyring_fields
         except CredprocError as e:
             row["error"] = _common.redact(str(e))
     row["warnings"] = len(warnings)
-    row["cache"] = _common.cache_state(definition, environ)
+    row["cache"] = _common.cache_state(resolved)
     return row
 
 
-def run(options) -> int:
+def run(options: Any) -> int:
     environ = os.environ
-    ids = candidate_ids(environ)
+    config = sources.read_config(environ)  # once, bounded: CREDPROC_CONFIG=/dev/zero must not hang
+    ids = candidate_ids(environ, config)
     if sources.DEFAULT_CONN_ID not in ids:
         ids.insert(0, sources.DEFAULT_CONN_ID)  # always there: the empty connection
-    rows = [describe(conn_id, environ) for conn_id in ids]
+    rows = [describe(conn_id, environ, config) for conn_id in ids]
     if options.json:
         _common.out(json.dumps(rows, indent=2))
         return 0

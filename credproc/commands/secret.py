@@ -13,9 +13,11 @@ import os
 import sys
 
 from credproc import keyring_store, sources
-from credproc.commands import _common, add_command
+from credproc.commands import _common
+from credproc.commands._parser import add_command
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import warn
+from credproc.resolution import Resolution
 
 EPILOG = """\
 examples:
@@ -82,9 +84,8 @@ def read_secret(prompt: str) -> str:
 
 def _advice(conn_id: str, field: str) -> None:
     """Warn when the stored secret would not be used by the definition as it stands."""
-    definition = sources.locate(conn_id, os.environ)
     try:
-        raw = sources.parse(definition)
+        raw = Resolution(conn_id).raw()
     except ConfigError:
         return  # `credproc show` will say what is wrong with it
     if raw is None:

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
-from credproc.commands import _common, add_command
+from credproc import resolution as resolving
+from credproc.commands import _common
+from credproc.commands._parser import add_command
+from credproc.resolution import Resolution
 
 EPILOG = """\
 examples:
@@ -24,7 +29,7 @@ characters, as `aws configure list` does.
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     parser = add_command(subparsers, common, "show", help="show one connection, resolved, secrets masked",
                          description="Show a connection as credproc resolves it: where it is defined, "
                                      "how it gets credentials, and every setting, with secrets masked.",
@@ -34,15 +39,17 @@ def add_parser(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def details(conn_id: str, environ) -> dict:
+def details(conn_id: str, environ: Mapping[str, str]) -> dict[str, Any]:
     _common.check_id(conn_id)
-    loaded = _common.Loaded(conn_id, environ, keyring="ask")
-    conn, raw = loaded.conn, loaded.raw
+    resolved = Resolution(conn_id, environ=environ)
+    conn = resolved.connection(resolving.KEYRING_ASK)
+    raw = resolved.raw()
+    factory_spec = resolved.factory_choice()[0]
     fields = raw.fields if raw is not None else {}
     extra = raw.extra if raw is not None else {}
 
-    def origin(field: str, table: dict) -> str | None:
-        if field in loaded.keyring_fields:
+    def origin(field: str, table: dict[str, Any]) -> str | None:
+        if field in resolved.keyring_fields:
             return f"{_common.MASK} (keyring: credproc/{conn_id}:{field})"
         return f"{_common.MASK} (definition: {field})" if table.get(field) else None
 
@@ -66,9 +73,9 @@ def details(conn_id: str, environ) -> dict:
              "external_id"}
     info = {
         "id": conn_id,
-        "defined_in": _common.where(loaded.definition),
-        "also_defined_in": _common.other_places(conn_id, environ),
-        "method": loaded.method(),
+        "defined_in": _common.where(resolved.definition),
+        "also_defined_in": _common.other_places(resolved),
+        "method": _common.describe_method(conn, factory_spec),
         "role_arn": conn.role_arn,
         "assume_role_kwargs": _common.mask(conn.assume_role_kwargs) or None,
         "access_key_id": _common.key_id(conn.aws_access_key_id),
@@ -80,17 +87,17 @@ def details(conn_id: str, environ) -> dict:
         "profile_name": conn.profile_name,
         "session_kwargs": _common.mask(conn.session_kwargs) or None,
         "config_kwargs": _common.mask(conn.config_kwargs) or None,
-        "session_factory": loaded.factory_spec,
+        "session_factory": factory_spec,
         "other_extras": _common.mask({k: v for k, v in extra.items() if k not in shown}) or None,
-        "keyring": loaded.keyring_problem or None,
-        "cache": _common.cache_state(loaded.definition, environ),
+        "keyring": resolved.keyring_problem or None,
+        "cache": _common.cache_state(resolved),
     }
     if conn.login and conn.aws_access_key_id != conn.login:
         info["login"] = f"{_common.key_id(conn.login)} (not used: its password is missing)"
     return info
 
 
-def run(options) -> int:
+def run(options: Any) -> int:
     info = details(options.conn_id, os.environ)
     if options.json:
         _common.out(json.dumps(info, indent=2, default=str))

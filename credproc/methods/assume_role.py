@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from credproc.methods import call, from_sts_response
+from credproc import sts
+from credproc.methods import Context
 from credproc.protocol import Credentials
 
 
-def fetch(factory) -> Credentials:
-    conn = factory.conn
-    client = factory.sts_client(factory.basic_session)
-    factory.log.debug("AssumeRole %s for connection %r", conn.role_arn, conn.conn_id)
-    response = call(client, "assume_role", conn.conn_id, RoleArn=conn.role_arn, **conn.assume_role_kwargs)
-    return from_sts_response(response, factory.conn.conn_id)
+def fetch(context: Context) -> Credentials:
+    conn = context.conn
+    client = context.sts_client()
+    context.log.debug("AssumeRole %s for connection %r", conn.role_arn, conn.conn_id)
+    response = sts.call(client, "assume_role", conn.conn_id, RoleArn=conn.role_arn, **conn.assume_role_kwargs)
+    return sts.credentials_of(response, conn.conn_id)

@@ -36,7 +36,7 @@ import google.auth.transport.requests
 from google.auth import _cloud_sdk, environment_vars
 from google.auth.compute_engine import _metadata
 
-from credproc.errors import ConfigError, CredprocError
+from credproc.errors import CredprocError
 from credproc.log import add_secret, one_line
 
 log = logging.getLogger("credproc.google")
@@ -187,21 +187,10 @@ def _authorized_user(info: dict, request, where: str) -> IdToken:
 
 def _probe_settings() -> tuple[float, int]:
     """The probe's timeout and attempts: google-auth's variables if set, else credproc's."""
-    timeout, attempts = PROBE_TIMEOUT, PROBE_ATTEMPTS
-    raw_timeout = os.environ.get(environment_vars.GCE_METADATA_TIMEOUT)
-    raw_attempts = os.environ.get(environment_vars.GCE_METADATA_DETECT_RETRIES)
-    try:
-        if raw_timeout:
-            timeout = float(raw_timeout)
-        if raw_attempts:
-            attempts = int(raw_attempts)
-    except ValueError:
-        raise ConfigError(f"{environment_vars.GCE_METADATA_TIMEOUT}={raw_timeout!r} / "
-                          f"{environment_vars.GCE_METADATA_DETECT_RETRIES}={raw_attempts!r}: "
-                          "expected seconds and a whole number of attempts") from None
-    if timeout <= 0 or attempts < 1:
-        raise ConfigError(f"{environment_vars.GCE_METADATA_TIMEOUT} must be positive and "
-                          f"{environment_vars.GCE_METADATA_DETECT_RETRIES} at least 1")
+    from credproc.settings import seconds, whole_number
+
+    timeout = seconds(os.environ, environment_vars.GCE_METADATA_TIMEOUT, PROBE_TIMEOUT, minimum=0.001)
+    attempts = whole_number(os.environ, environment_vars.GCE_METADATA_DETECT_RETRIES, PROBE_ATTEMPTS, minimum=1)
     return timeout, attempts
 
 

@@ -1,13 +1,15 @@
-"""Credentials a session already holds: the connection's key pair, or boto3's default chain
-(environment, shared files, IRSA web identity, container and instance metadata)."""
+"""The credentials a boto3 session holds, frozen into what credproc prints.
+
+A session's credentials may come from the connection's key pair, from boto3's default chain
+(environment, shared files, IRSA web identity, container and instance metadata) or from a
+user's session factory; :func:`freeze` resolves them once and keeps their expiry.
+"""
 
 from __future__ import annotations
 
-import os
-
 import boto3
+from botocore.credentials import Credentials as BotocoreCredentials
 
-from credproc import recursion
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret
 from credproc.protocol import Credentials
@@ -16,26 +18,8 @@ CHAIN = ("environment variables, the shared credentials and config files, web id
          "(AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), container and instance metadata")
 
 
-def guard_profile(session: boto3.session.Session, conn_id: str) -> None:
-    """Refuse a chain that would reach a profile running credproc for this connection.
-
-    Only when boto3 would get that far: environment keys and IRSA's web identity come
-    before a profile's credential_process in its chain, unless the profile was named
-    explicitly (``profile_name``), which takes the environment keys out of the chain.
-    """
-    botocore_session = session._session  # boto3 exposes no public handle on its config
-    explicit = botocore_session.instance_variables().get("profile") is not None
-    environ = os.environ
-    if not explicit and environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
-        return
-    if environ.get("AWS_ROLE_ARN") and environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
-        return
-    profiles = botocore_session.full_config.get("profiles", {})
-    profile = botocore_session.profile or "default"
-    recursion.check_profile(conn_id, profile, profiles)
-
-
-def session_credentials(session: boto3.session.Session, conn_id: str, supplier: str | None = None):
+def session_credentials(session: boto3.session.Session, conn_id: str,
+                        supplier: str | None = None) -> BotocoreCredentials:
     """The botocore credentials of ``session``, resolved (a refreshable one has fetched).
 
     ``supplier`` names a user's session factory: a session of its that is not a boto3

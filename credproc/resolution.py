@@ -1,0 +1,213 @@
+"""One way from a connection id to credentials, shared by the main job and every command.
+
+A :class:`Resolution` is one connection id as this run sees it - the command-line choices
+(``--session-factory``, ``--profile``) and the environment - and answers, each at most once:
+
+* ``definition``: where the connection is defined and its raw text (``sources.locate``);
+* ``slot``: its place in the cache, keyed on that text (``cache.identity``);
+* :meth:`entry`: the cached entry, read once;
+* :meth:`raw`, :meth:`factory_choice`, :meth:`connection`: the parsed fields, the session
+  factory in use, the connection with its meaning (secrets registered, keyring asked as
+  the caller says);
+* :meth:`factory` and :meth:`credentials`: what the lock holder of a miss runs.
+
+The first three are the cache hit: this module imports only ``os``, ``cache`` and
+``sources`` until a miss asks for more, and everything heavier is imported inside the
+methods that need it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from credproc import cache, sources
+
+TYPE_CHECKING = False  # typing itself costs a cache hit milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from credproc.connection import AwsConnection
+    from credproc.errors import ConfigError
+    from credproc.factory import BaseSessionFactory
+    from credproc.protocol import Credentials
+
+# How a resolution completes a half key pair from the OS keyring (credproc.keyring_store):
+KEYRING_FILL = "fill"          # ask it, without a terminal; a failure is the run's error (the main job)
+KEYRING_ASK = "ask"            # ask it, with a terminal; a failure is noted in keyring_problem (show)
+KEYRING_ASSUME = "assume"      # never ask: take the missing half to be stored (list, check)
+
+
+class Resolution:
+    """One connection id, resolved as far as a caller asks and no further."""
+
+    def __init__(self, conn_id: str, *, session_factory: str | None = None, profile: str | None = None,
+                 environ: Mapping[str, str] | None = None, config: sources.ConfigFile | None = None):
+        self.conn_id = conn_id
+        self.environ = os.environ if environ is None else environ
+        self.session_factory_flag = session_factory
+        self.profile = profile
+        self.definition = sources.locate(conn_id, self.environ, config)
+        # The flag is part of the key; CREDPROC_SESSION_FACTORY and the definition's own
+        # session_factory are hashed anyway (the variable as an identity variable).
+        key = cache.identity(self.definition, session_factory, self.environ)
+        self.slot = cache.Slot(cache.cache_dir(self.environ), key, conn_id)
+        self._entry: cache.Entry | None = None
+        self._entry_read = False
+        self._raw: sources.RawConnection | None = None
+        self._raw_parsed = False
+        self._conn: AwsConnection | None = None
+        self.keyring_fields: list[str] = []  # fields whose value came (or would come) from the keyring
+        self.keyring_problem = ""            # why the keyring could not complete them (KEYRING_ASK)
+
+    # -- the cache hit ---------------------------------------------------------------------
+
+    def entry(self) -> cache.Entry | None:
+        """The cached entry as read the first time it was asked for (the lock holder of a
+        miss reads it again itself, since another process may have written it since)."""
+        if not self._entry_read:
+            self._entry, self._entry_read = self.slot.read(), True
+        return self._entry
+
+    def fresh_body(self, now: float) -> bytes | None:
+        """The body to print when the entry is fresh at ``now``, else None."""
+        entry = self.entry()
+        return entry.body if entry is not None and entry.is_fresh(now) else None
+
+    # -- a miss: what the definition means -----------------------------------------------
+
+    @property
+    def undefined(self) -> bool:
+        """Known without parsing: no variable, no config file, and not the default id
+        (which means boto3's chain)."""
+        return self.definition.kind == "none" and self.conn_id != sources.DEFAULT_CONN_ID
+
+    def raw(self) -> sources.RawConnection | None:
+        """The connection's fields as written, parsed once; None when nothing defines it."""
+        if not self._raw_parsed:
+            self._raw, self._raw_parsed = sources.parse(self.definition), True
+        return self._raw
+
+    def factory_choice(self) -> tuple[str | None, str]:
+        """The session factory in use and where it was named, highest first:
+        ``--session-factory``, the connection's ``session_factory`` key,
+        ``CREDPROC_SESSION_FACTORY``, the config file's top-level ``session_factory`` (which
+        applies to the connections of that file). ``(None, "")`` is credproc's own
+        ``BaseSessionFactory``."""
+        from credproc.errors import ConfigError
+
+        raw = self.raw()
+        definition = self.definition
+        file_settings = raw.file_settings if raw is not None else sources.file_settings(definition)
+        origin = raw.origin if raw is not None else definition.where
+        candidates = (
+            (self.session_factory_flag, "--session-factory"),
+            (raw.extra.get("session_factory") if raw else None, f"session_factory in {origin}"),
+            (self.environ.get("CREDPROC_SESSION_FACTORY"), "CREDPROC_SESSION_FACTORY"),
+            (file_settings.get("session_factory"), f"session_factory at the top of config file {definition.where}"),
+        )
+        for candidate, named_by in candidates:
+            if candidate:
+                if not isinstance(candidate, str):
+                    raise ConfigError(f"connection {self.conn_id!r}: {named_by} must be a string such as "
+                                      f"package.module.ClassName, not {type(candidate).__name__}")
+                return candidate, named_by
+        return None, ""
+
+    def connection(self, keyring: str = KEYRING_FILL) -> AwsConnection:
+        """The connection with its meaning (``credproc.connection.resolve``), resolved once.
+
+        ``keyring`` says how a half key pair is completed (see the KEYRING_ constants); a
+        connection with a custom session factory never asks on its own, since its ``login``
+        may well be a user name (the factory asks with ``self.secret``)."""
+        if self._conn is not None:
+            return self._conn
+        from credproc import connection
+
+        raw = self.raw()
+        if raw is None:
+            if self.conn_id != sources.DEFAULT_CONN_ID:
+                raise self.not_defined()
+            self._conn = connection.empty(self.conn_id, "not defined: boto3's default chain")
+            return self._conn
+        custom = self.factory_choice()[0] is not None
+        if not custom:
+            raw = self._completed(raw, keyring)
+        self._conn = connection.resolve(raw, custom_factory=custom)
+        return self._conn
+
+    def _completed(self, raw: sources.RawConnection, keyring: str) -> sources.RawConnection:
+        """A copy of ``raw`` with a half key pair completed from the keyring, as ``keyring`` says."""
+        from credproc import keyring_store  # light: imports keyring only when a half pair asks
+        from credproc.errors import ConfigError
+
+        raw = sources.RawConnection(raw.conn_id, raw.origin, dict(raw.fields), dict(raw.extra), raw.file_settings)
+        if keyring == KEYRING_FILL:
+            self.keyring_fields = keyring_store.fill(raw)
+        elif keyring == KEYRING_ASK:
+            asked = [field for _, field in keyring_store.wanted(raw) if field != "aws_session_token"]
+            try:
+                self.keyring_fields = keyring_store.fill(raw, interactive=True)
+            except ConfigError as e:
+                self.keyring_problem = str(e)
+            else:
+                missing = [field for field in asked if field not in self.keyring_fields]
+                if missing:
+                    self.keyring_problem = (f"no {' or '.join(missing)} stored for {self.conn_id!r} "
+                                            f"(credproc secret set {self.conn_id})")
+        else:
+            for table, field in keyring_store.wanted(raw):
+                if field != "aws_session_token":
+                    table[field] = "\0from-the-keyring"  # a stand-in, never shown nor sent
+                    self.keyring_fields.append(field)
+        return raw
+
+    def not_defined(self) -> ConfigError:
+        from credproc.errors import ConfigError
+
+        conn_id = self.conn_id
+        if self.definition.kind == "file":
+            in_file = f"no [connections.{sources._toml_key(conn_id)}] table in {self.definition.where}"
+        else:
+            in_file = f"no config file {self.definition.where}"
+        return ConfigError(
+            f"connection {conn_id!r} is not defined: no environment variable "
+            f"{sources.credproc_variable(conn_id)} or {sources.airflow_variable(conn_id)}, and {in_file}"
+        )
+
+    # -- a miss: the fetch ---------------------------------------------------------------
+
+    def factory(self, *, custom: bool = True) -> BaseSessionFactory:
+        """The session factory for this connection, with the botocore Config of its STS calls.
+
+        ``custom=False``: credproc's own ``BaseSessionFactory`` whatever the connection names
+        (``credproc check`` uses it for GetCallerIdentity)."""
+        from botocore.exceptions import BotoCoreError
+
+        from credproc.clientconfig import make_config
+        from credproc.errors import ConfigError
+        from credproc.factory import BaseSessionFactory, load_factory
+        from credproc.sts import translate
+
+        conn = self.connection()
+        spec, named_by = self.factory_choice() if custom else (None, "")
+        factory_class = BaseSessionFactory
+        if spec:
+            try:
+                factory_class = load_factory(spec, named_by=named_by)
+            except ConfigError as e:
+                raise ConfigError(f"connection {conn.conn_id!r}: {e}") from e
+        profile = self.profile or self.environ.get("AWS_PROFILE")
+        try:
+            config = make_config(conn, profile, self.environ)
+        except BotoCoreError as e:
+            raise translate(e, conn) from e
+        return factory_class(conn, config=config)
+
+    def credentials(self) -> Credentials:
+        """Fetch: resolve the connection (asking the keyring for a half key pair), mark it as
+        being resolved for any credproc this starts, and run its session factory."""
+        from credproc import recursion
+
+        self.connection(KEYRING_FILL)
+        recursion.enter(self.conn_id)
+        return self.factory().credentials()
