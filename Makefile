@@ -21,7 +21,7 @@ $(VENV)/bin/python:
 
 # The demo needs credproc, a local STS and the AWS CLI only: no system packages.
 $(DEMO_STAMP): $(VENV)/bin/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet . 'moto[server]>=5' 'awscli>=1.32'
+	$(BIN)/python -m pip install --quiet . 'moto[server]>=5' 'awscli>=1.32.63'
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	@touch $(DEMO_STAMP)
 
