@@ -44,9 +44,9 @@ $(JS_SDK): tests/interop/js/package-lock.json
 	npm ci --prefix tests/interop/js --no-audit --no-fund --silent
 
 ## Lint credproc/: ruff, then mypy (settings in pyproject.toml). Any finding fails the target.
+# mypy runs even when ruff has found something, so that one run (one CI run) shows both lists.
 lint: install
-	$(BIN)/ruff check credproc
-	$(BIN)/mypy
+	status=0; $(BIN)/ruff check credproc || status=1; $(BIN)/mypy || status=1; exit $$status
 
 ## Run the whole test suite (unit and integration) against real local servers and real SDKs.
 # Prerequisites are made left to right: system packages before the pip install that needs them,
