@@ -11,7 +11,7 @@ SOURCES := pyproject.toml $(shell find credproc -name '*.py' 2>/dev/null)
 
 JS_SDK := tests/interop/js/node_modules/.package-lock.json
 
-.PHONY: install system-deps demo test bench clean
+.PHONY: install system-deps demo lint test bench clean
 
 install: $(STAMP)
 
@@ -21,13 +21,14 @@ $(VENV)/bin/python:
 
 # The demo needs credproc, a local STS and the AWS CLI only: no system packages.
 $(DEMO_STAMP): $(VENV)/bin/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet . 'moto[server]>=5' 'awscli>=1.32'
+	$(BIN)/python -m pip install --quiet . 'moto[server]>=5' 'awscli>=1.32.63'
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	@touch $(DEMO_STAMP)
 
-# The tests need every extra (the saml one builds gssapi against libkrb5: system-deps first).
+# The tests need every extra (the saml one builds gssapi against libkrb5: system-deps first),
+# and `dev` brings the linters that `make lint` runs.
 $(STAMP): $(VENV)/bin/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet '.[test]'
+	$(BIN)/python -m pip install --quiet '.[test,dev]'
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall .
 	@touch $(STAMP) $(DEMO_STAMP)
 
@@ -42,9 +43,15 @@ system-deps:
 $(JS_SDK): tests/interop/js/package-lock.json
 	npm ci --prefix tests/interop/js --no-audit --no-fund --silent
 
+## Lint credproc/: ruff, then mypy (settings in pyproject.toml). Any finding fails the target.
+# mypy runs even when ruff has found something, so that one run (one CI run) shows both lists.
+lint: install
+	status=0; $(BIN)/ruff check credproc || status=1; $(BIN)/mypy || status=1; exit $$status
+
 ## Run the whole test suite (unit and integration) against real local servers and real SDKs.
-# Prerequisites are made left to right: system packages before the pip install that needs them.
-test: system-deps install $(JS_SDK)
+# Prerequisites are made left to right: system packages before the pip install that needs them,
+# and the lint step before pytest, so that a lint error fails `make test` (and so CI) early.
+test: system-deps install $(JS_SDK) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Run every benchmark and record the results in benchmarks/results/.
