@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """The on-disk cache, end to end: the installed ``credproc`` executable in subprocesses,
-against the local STS (moto behind the counting proxy of conftest.py).
+against the local STS (moto behind the counting proxy of servers/sts.py).
 
 What is checked is what users and SDKs see: how many AssumeRole calls reach STS, what is
 printed, what is left on disk, and what is said on stderr.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri
 
 pytestmark = pytest.mark.integration
 

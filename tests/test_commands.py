@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, BIN, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ACCOUNT, BIN, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
 
 ROLE_NAME = ROLE_ARN.rsplit("/", 1)[1]
 TOKEN = "FwoGZXIvYXdzEXAMPLE-planted-session-token-1234567890"

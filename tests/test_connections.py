@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, FEDERATION_PASSWORD, ROLE_ARN
+from helpers import ACCOUNT, ROLE_ARN
+from servers.federation import FEDERATION_PASSWORD
 
 pytestmark = pytest.mark.integration
 

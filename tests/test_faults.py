@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROLE_ARN, conn_uri, credentials_only, stderr_verdict
+from helpers import ROLE_ARN, conn_uri, credentials_only, stderr_verdict
 
 pytestmark = pytest.mark.integration
 

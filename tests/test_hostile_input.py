@@ -6,7 +6,7 @@ The property, for every input: no traceback; exit 0, 1 or 2; stderr holds only o
 ``credproc: warning:`` / ``credproc: error:`` messages, exactly one error line (the last)
 when the run fails, and never the generic "(run with --debug for the traceback)" line that
 means an exception credproc did not expect; stdout is empty on failure and holds nothing but
-the credential JSON on success. See ``conftest.stderr_verdict``.
+the credential JSON on success. See ``helpers.stderr_verdict``.
 
 Example counts: ``CREDPROC_EXAMPLES`` per property, half that for the two whose every
 example is a full fetch (default 40: the file takes about a minute and a half on 2 cores);
@@ -39,7 +39,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from conftest import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, credentials_only, stderr_verdict  # noqa: E402
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -470,8 +470,6 @@ def test_toml_definitions(sts, hostile, tmp_path, n):
 @half_examples
 def test_connection_ids(sts, hostile, n):
     """Any id on the command line: found through its variable name, or an error naming it."""
-    from conftest import conn_uri
-
     ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=70)
 
     @HALF
@@ -554,6 +552,4 @@ def test_cache_file_contents(sts, env, hostile, n):
 
 
 def _valid(sts_url: str) -> str:
-    from conftest import conn_uri
-
     return conn_uri(sts_url, role_arn=ROLE_ARN)

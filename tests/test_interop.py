@@ -37,7 +37,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, BIN, ROLE_ARN, SECRET_KEY
+from helpers import ACCESS_KEY, ACCOUNT, BIN, ROLE_ARN, SECRET_KEY
 from test_sdk import ASSUMED_PREFIX, counting_wrapper, demo_profile, runs
 
 pytestmark = pytest.mark.integration

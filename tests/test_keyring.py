@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
 
 pytest.importorskip("keyring")
 pytest.importorskip("keyrings.alt")

@@ -3,7 +3,7 @@ SPNEGO-protected IdP (a real Kerberos acceptor with a replay cache) and moto's S
 
 What the user's ticket cache holds decides the IdP's answer; the assertion the IdP hands
 out must arrive unchanged at STS (seen by the counting proxy), in an unsigned request, and
-never on stderr. Fixtures: ``kdc``, ``idp``, ``krb_env`` in conftest.py.
+never on stderr. Fixtures: ``kdc``, ``idp``, ``krb_env`` in servers/kerberos.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, KRB_USER, ROLE_ARN, SAML_PRINCIPAL_ARN
+from helpers import ACCOUNT, ROLE_ARN
+from servers.kerberos import KRB_USER, SAML_PRINCIPAL_ARN
 
 integration = pytest.mark.integration  # all but the pure-logic tests at the end
 

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from conftest import ACCOUNT, BIN, CREDPROC, ROLE_ARN, conn_uri
+from helpers import ACCOUNT, BIN, CREDPROC, ROLE_ARN, conn_uri
 
 pytestmark = pytest.mark.integration
 

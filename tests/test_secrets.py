@@ -83,8 +83,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, CREDPROC, KRB_PASSWORD, ROLE_ARN, SAML_PRINCIPAL_ARN, credentials_only, free_port, \
-    stderr_verdict
+from helpers import ACCOUNT, CREDPROC, ROLE_ARN, credentials_only, free_port, stderr_verdict
+from servers.kerberos import KRB_PASSWORD, SAML_PRINCIPAL_ARN
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ SECRETS = {
     "keyring_secret": planted("keyringSecret"),
     "keyring_token": planted("keyringToken"),
     # SAML: what a connection sends the IdP besides Kerberos, the user's Kerberos password,
-    # and the hidden field of the IdP's login page ("nofield" in conftest.IDP_PAGES)
+    # and the hidden field of the IdP's login page ("nofield" in servers/kerberos.py's IDP_PAGES)
     "idp_api_key": planted("idpApiKey"),
     "idp_cookie": planted("idpCookie"),
     "idp_authorization": planted("idpBearer"),
@@ -817,7 +817,7 @@ def keyring_backend_that_cannot_be_loaded(env, sts, tmp_path):
     return ["--conn", CONN]
 
 
-# -- SAML through a Kerberos (SPNEGO) IdP: fixtures kdc, idp, krb_env of conftest.py -------------
+# -- SAML through a Kerberos (SPNEGO) IdP: fixtures kdc, idp, krb_env of servers/kerberos.py ----
 
 
 def saml_table(idp_url: str, *, proxies: bool = False, **settings) -> dict:

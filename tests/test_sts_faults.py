@@ -9,7 +9,7 @@ never answers costs about 31 s by default (3 attempts, 10 s read timeout each) a
 when the connection asks for it.
 
 Faults come from the counting proxy in front of moto (``sts.faults``) and from
-``blackhole`` (conftest.py): a port that accepts and never answers, and one whose connect
+``blackhole`` (servers/blackhole.py): a port that accepts and never answers, and one whose connect
 never completes. Each parametrized case is one trial; its id says what it tries.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
 
 pytestmark = pytest.mark.integration
 

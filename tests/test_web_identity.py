@@ -1,5 +1,5 @@
 """AssumeRoleWithWebIdentity end to end: federation ``google`` (google-auth making its real
-HTTP calls to the loopback metadata server and OAuth token endpoint of conftest.py) and
+HTTP calls to the loopback metadata server and OAuth token endpoint of servers/google.py) and
 federation ``file`` (token files, rotated between fetches), against moto's STS behind the
 counting proxy. The installed ``credproc`` executable runs in subprocesses, as SDKs run it.
 
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, GOOGLE_SA_EMAIL, GOOGLE_USER_CLIENT_ID, ROLE_ARN, SECRET_KEY, free_port
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, free_port
+from servers.google import GOOGLE_SA_EMAIL, GOOGLE_USER_CLIENT_ID
 
 pytestmark = pytest.mark.integration
 
