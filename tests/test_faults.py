@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROLE_ARN, conn_uri, credentials_only, stderr_verdict
+from helpers import ROLE_ARN, conn_uri, credentials_only, finish, start, stderr_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -62,21 +62,6 @@ def cache_dir(env) -> Path:
 def files(env, pattern: str) -> list[Path]:
     d = cache_dir(env)
     return sorted(d.glob(pattern)) if d.is_dir() else []
-
-
-def start(credproc_bin, args, env) -> subprocess.Popen:
-    return subprocess.Popen([str(credproc_bin), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"credproc did not finish within {timeout}s: {err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def clean_success(result: subprocess.CompletedProcess) -> dict:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import subprocess
 import urllib.parse
@@ -39,7 +38,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict  # noqa: E402
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict, \
+    toml_key, toml_value  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -340,48 +340,6 @@ def hostile_json(draw, sts_url: str) -> str:
         at = draw(st.integers(1, len(document)))
         document = document[:at] + draw(text) + document[at + draw(st.integers(0, 3)):]
     return document
-
-
-def toml_string(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
-    return key if bare else toml_string(key)
-
-
-def toml_value(value) -> str:
-    """A TOML inline value for ``value``; None has no TOML form and becomes an empty string."""
-    if value is None:
-        return '""'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
 
 
 toml_extras_values = json_values | st.datetimes(min_value=dt.datetime(1970, 1, 1)) | st.dates() | st.times()
