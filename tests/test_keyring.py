@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 KEYRING_SECRET = "kEyRiNg/SeCrEt+planted/0123456789abcdef"
 KEYRING_TOKEN = "IQoJb3JpZ2luX2VjEKeyringPlantedSessionToken987"
 KEYRING_SECRETS = (KEYRING_SECRET, KEYRING_TOKEN, urllib.parse.quote(KEYRING_SECRET, safe=""))
-# Same as test_cache.py's guard: what a cache hit must not import.
+# Same as test_cache_end_to_end.py's guard: what a cache hit must not import.
 FORBIDDEN_ON_HIT = ("keyring", "keyrings", "jaraco", "boto3", "botocore", "json", "re", "logging", "argparse")
 
 

@@ -1,4 +1,5 @@
-"""Connections end to end: the installed ``credproc`` executable against the local STS.
+"""The main job end to end: ``credproc --conn ID``, the installed executable as SDKs run it,
+against the local STS.
 
 Every form a connection arrives in, what each field and extra means at the STS (seen by the
 counting proxy: the action, its parameters and the signing key), the empty connection and

@@ -12,7 +12,7 @@ Example counts: ``CREDPROC_EXAMPLES`` per property, half that for the two whose 
 example is a full fetch (default 40: the file takes about a minute and a half on 2 cores);
 the full run is
 
-    CREDPROC_EXAMPLES=500 .venv/bin/python -m pytest -p no:cacheprovider tests/test_hostile_input.py
+    CREDPROC_EXAMPLES=500 .venv/bin/python -m pytest -p no:cacheprovider tests/test_hostile_input_generated.py
 
 Runs are reproducible (``derandomize``); no example database is written. Inputs stay on
 127.0.0.1: endpoints are drawn from the local STS, a closed port and strings without a
@@ -481,7 +481,7 @@ def cache_contents(draw, real: bytes) -> bytes:
 def test_cache_file_contents(sts, env, hostile, n):
     """Whatever the entry file holds, the run succeeds (STS is up): a valid entry is served,
     anything else is a miss with at most one warning naming the entry. Bodies under a
-    *recomputed* digest are left to tests/test_attacks.py (planted entries)."""
+    *recomputed* digest are left to tests/test_hostile_surroundings.py (planted entries)."""
     first = hostile({VARIABLE: _valid(sts.url)})  # the same environment, hence the same entry, as below
     assert first.returncode == 0, first.stderr
     (entry,) = Path(env["CREDPROC_CACHE_DIR"]).glob("*.entry")

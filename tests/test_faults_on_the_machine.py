@@ -8,7 +8,7 @@ fetched around, a cache that cannot be written still yields credentials) with th
 Trial counts. ``test_sigkill_at_random_moments_of_a_refresh`` runs ``CREDPROC_TRIALS``
 trials (default 21, about 40 s on 2 cores, so CI stays fast); the full run is
 
-    CREDPROC_TRIALS=300 .venv/bin/python -m pytest -p no:cacheprovider tests/test_faults.py -k sigkill
+    CREDPROC_TRIALS=300 .venv/bin/python -m pytest -p no:cacheprovider tests/test_faults_on_the_machine.py -k sigkill
 
 (about 5 minutes). ``CREDPROC_SEED`` replays a run: the seed is printed in the test's output.
 
@@ -109,8 +109,8 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 30) -> bool:
 
 
 SITECUSTOMIZE = '''\
-"""Test hook of tests/test_faults.py, imported by Python at start-up through PYTHONPATH:
-widen the window between writing a cache entry's temporary file and renaming it."""
+"""Test hook of tests/test_faults_on_the_machine.py, imported by Python at start-up through
+PYTHONPATH: widen the window between writing a cache entry's temporary file and renaming it."""
 import os
 import time
 
@@ -379,7 +379,7 @@ def test_file_size_limit_still_prints_credentials(sts, prod, credproc_bin):
 
 def _tmpfs_works(tmp_path: Path) -> bool:
     """Whether this machine lets us mount a tmpfs in a private mount namespace (root with
-    CAP_SYS_ADMIN, as tests/test_cache.py's read-only variant needs too)."""
+    CAP_SYS_ADMIN, as tests/test_cache_end_to_end.py's read-only variant needs too)."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"):
         return False
     probe = tmp_path / "mount-probe"

@@ -7,9 +7,9 @@ warning; an entry that is not this connection's is refused; a connection that le
 itself fails fast with exit 2, spawning at most a couple of processes; credproc never reads
 stdin and never writes anything but the JSON to stdout.
 
-(tests/test_cache.py already covers corrupt entries, untrusted entry modes and owners, and an
-entry symlinked to a valid entry or a FIFO; this file adds the directory, the lock file,
-hard links, special files and forged entries.)
+(tests/test_cache_end_to_end.py already covers corrupt entries, untrusted entry modes and
+owners, and an entry symlinked to a valid entry or a FIFO; this file adds the directory, the
+lock file, hard links, special files and forged entries.)
 """
 
 from __future__ import annotations
