@@ -117,6 +117,35 @@ def test_list_survives_a_broken_definition(sts, prod, run):
     assert_no_secret(result, secrets=SECRETS)
 
 
+# An address-space cap for a run that may read an endless file into memory: without it, a
+# credproc that reads /dev/zero unbounded would take all the machine's memory (and other
+# people's processes with it) before the timeout. Running `list` needs far less than this.
+MEMORY_CAP = ["/bin/sh", "-c", 'ulimit -v 1048576 && exec "$0" "$@"']
+
+
+@pytest.mark.integration
+def test_list_ends_on_an_endless_config_file_and_names_it(env, credproc_bin):
+    """CREDPROC_CONFIG=/dev/zero: the main job reads at most 1 MiB of it and refuses it as
+    larger than that; `list` reads the same file and must end as promptly, saying which file
+    it could not use (a warning, listing the rest, or an error), not read on forever."""
+    env["CREDPROC_CONFIG"] = "/dev/zero"
+    try:
+        result = subprocess.run([*MEMORY_CAP, str(credproc_bin), "list"], env=env, capture_output=True, text=True,
+                                timeout=20, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail("credproc list was still reading /dev/zero after 20 s")
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode in (0, 2), f"exit {result.returncode}: {result.stderr}"
+    if result.returncode == 2:
+        assert len(lines) == 1 and lines[0].startswith("credproc: error: "), result.stderr
+        assert "/dev/zero" in lines[0], lines[0]
+    else:
+        named = [line for line in lines if "/dev/zero" in line]
+        assert len(named) == 1 and named[0].startswith("credproc: warning: "), result.stderr
+        assert "larger than" in named[0] or "too large" in named[0], named[0]
+
+
 # -- show ------------------------------------------------------------------------------------
 
 
