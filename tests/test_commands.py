@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ TOKEN = "FwoGZXIvYXdzEXAMPLE-planted-session-token-1234567890"
 PROXY_PASSWORD = "proxy-pass-planted-42"
 IDP_PASSWORD = "idp-pass-planted-77"
 SECRETS = (SECRET_KEY, urllib.parse.quote(SECRET_KEY, safe=""), TOKEN, PROXY_PASSWORD, IDP_PASSWORD)
+PLUGINS = Path(__file__).resolve().parent / "plugins"  # the test session factories (test_factory.py)
 
 
 @pytest.fixture
@@ -171,6 +173,31 @@ def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
     assert info["config_kwargs"]["proxies"]["https"] == "http://user:****@127.0.0.1:9"
     assert info["other_extras"]["assume_role_with_saml"]["idp_request_kwargs"]["auth"]["password"] == "****"
     assert_no_secret(text, as_json, secrets=SECRETS)
+
+
+@pytest.mark.integration
+def test_show_masks_a_session_factorys_own_secrets(env, run, tmp_path):
+    """A custom session factory's settings (the seed's ``federation`` table) are extras credproc
+    cannot know the meaning of: `show` lists them under other extras, but a value such as an
+    API key must not be printed whatever its key is called; the key's name still is."""
+    api_key = f"fed-api-{secrets.token_hex(24)}"  # random: found only if credproc printed it
+    env["PYTHONPATH"] = str(PLUGINS)
+    write_toml(env, f"""\
+        [connections.fed]
+        session_factory = "seed_factory.MyCustomSessionFactory"
+        region_name = "us-east-1"
+
+        [connections.fed.federation]
+        username = "alice"
+        counter_file = "{tmp_path / 'federation-calls'}"
+        api_key = "{api_key}"
+        """)
+    text = run(["show", "fed"], env)
+    as_json = run(["show", "fed", "--json"], env)
+    for result in (text, as_json):
+        assert "api_key" in ok(result, text=True)
+        # the value, and a piece of it (a value cut short or half masked is a leak too)
+        assert_no_secret(result, secrets=(api_key, api_key[8:24]))
 
 
 @pytest.mark.integration
