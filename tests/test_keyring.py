@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from helpers import ACCESS_KEY, CREDPROC, PLAINTEXT_KEYRING, ROLE_ARN, SECRET_KEY, assert_no_secret, conn_uri, \
-    keyring_file, ok, one_error, use_file_keyring
+    keyring_file, ok, one_error, signing_key, use_file_keyring
 
 pytest.importorskip("keyring")
 pytest.importorskip("keyrings.alt")
@@ -268,6 +268,44 @@ def test_connections_without_a_half_pair_never_ask_the_keyring(sts, kenv, run):
     env = {**kenv, "PYTHON_KEYRING_BACKEND": FAIL_BACKEND}
     env["CREDPROC_CONN_FULL"] = conn_uri(sts.url, role_arn=ROLE_ARN)
     ok(run(["--conn", "full"], env))  # a complete pair: the broken keyring does not matter
+
+
+NULL_BACKEND = "keyring.backends.null.Keyring"  # a keyring that never has anything
+HALF_KEY = "AKIAHALFPAIRONLY0002"  # an access key id whose secret is nowhere
+EXTRA_KEY, EXTRA_SECRET = "AKIAEXTRAKEYPAIR0001", "extra/pair/secret+EXAMPLEKEY00000000001"
+
+# A half pair beside a complete one: (the connection at an endpoint, the key id that must sign,
+# the field the secret comes from). The complete pair wins (README, "What the keys mean"), so
+# the half has nothing to complete and the keyring nothing to answer.
+HALF_BESIDE_WHOLE = {
+    "login-without-password": (
+        lambda url: conn_uri(url, login=HALF_KEY, password=None, role_arn=ROLE_ARN,
+                             aws_access_key_id=EXTRA_KEY, aws_secret_access_key=EXTRA_SECRET),
+        EXTRA_KEY, "aws_secret_access_key"),
+    "lone-extra-key-id": (
+        lambda url: conn_uri(url, role_arn=ROLE_ARN, aws_access_key_id=HALF_KEY),
+        ACCESS_KEY, "password"),
+}
+
+
+@pytest.mark.parametrize("backend", [NULL_BACKEND, FAIL_BACKEND], ids=["null-keyring", "fail-keyring"])
+@pytest.mark.parametrize("case", list(HALF_BESIDE_WHOLE))
+def test_a_half_pair_beside_a_complete_pair_never_asks_the_keyring(sts, env, run, case, backend):
+    """On a machine without a usable keyring, a connection with a complete key pair works,
+    whatever half pair sits beside it: the complete pair signs, and show and list say so."""
+    definition, signer, secret_field = HALF_BESIDE_WHOLE[case]
+    env = {**env, "PYTHON_KEYRING_BACKEND": backend, "CREDPROC_CONN_MIXED": definition(sts.url)}
+
+    ok(run(["--conn", "mixed"], env), temporary=True)
+    (assumed,) = [r for r in sts.requests if r["action"] == "AssumeRole"]
+    assert signing_key(assumed) == signer
+
+    info = json.loads(ok(run(["show", "mixed", "--json"], env), text=True))
+    assert info["access_key_id"] == "*" * (len(signer) - 4) + signer[-4:], info
+    assert info["secret_access_key"] == f"**** (definition: {secret_field})", info
+    listed = ok(run(["list"], env), text=True)
+    (row,) = [line for line in listed.splitlines() if line.split()[:1] == ["mixed"]]
+    assert "(secret in keyring)" not in row, row
 
 
 BACKENDS = textwrap.dedent("""\
