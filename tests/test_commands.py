@@ -366,7 +366,8 @@ def test_list_and_cache_list_find_the_entry_the_main_job_reads(sts, prod, run, t
     listed = {row["id"]: row for row in json.loads(ok(run(["list", "--json"], env), text=True))}
     assert listed["prod"]["cache"]["state"] == "fresh"
     assert listed["prod"]["method"] == "session factory plain_factory.Plain"
-    assert [(r["id"], r["current"]) for r in json.loads(ok(run(["cache", "list", "--json"], env), text=True))] == [("prod", True)]
+    cached = json.loads(ok(run(["cache", "list", "--json"], env), text=True))
+    assert [(r["id"], r["current"]) for r in cached] == [("prod", True)]
     assert "source         the cache" in ok(run(["check", "prod"], env), text=True)
     assert sts.count("AssumeRole") == 1
 

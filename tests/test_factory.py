@@ -283,7 +283,8 @@ def test_unknown_extra_keys_are_the_factorys_own(fenv, run, counter):
 ])
 def test_configuration_errors_exit_2_with_one_line(fenv, run, spec, fragments):
     fenv["CREDPROC_CONN_FED"] = json_conn()
-    line = one_error(run(["--conn", "fed", "--session-factory", spec], fenv), 2, "connection 'fed'", *fragments, alone=False)
+    line = one_error(run(["--conn", "fed", "--session-factory", spec], fenv), 2, "connection 'fed'", *fragments,
+                     alone=False)
     assert "Traceback" not in line
 
 
@@ -324,7 +325,8 @@ def test_an_exception_in_the_factory_is_exit_1_with_its_message(fenv, run, count
 def test_an_exception_while_building_the_basic_session(fenv, run):
     fenv["CREDPROC_CONN_FED"] = json_conn(user="bob")
     one_error(run(["--conn", "fed", "--session-factory", "factory_zoo.RaisingFactory"], fenv), 1,
-              "session factory factory_zoo.RaisingFactory failed: ValueError: the federation refused user bob", alone=False)
+              "session factory factory_zoo.RaisingFactory failed: ValueError: the federation refused user bob",
+              alone=False)
 
 
 # -- secrets ---------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, counting_wrapper, credentials_only, extra_uri, \
-    stderr_verdict
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, counting_wrapper, credentials_only, \
+    extra_uri, stderr_verdict
 
 pytestmark = pytest.mark.integration
 
