@@ -10,48 +10,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
-import textwrap
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, BIN, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ACCOUNT, BIN, CREDPROC, ROLE_ARN, ROLE_NAME, SECRET_KEY, assert_no_secret, conn_uri, \
+    extra_uri, ok, one_error, write_toml
 
-ROLE_NAME = ROLE_ARN.rsplit("/", 1)[1]
 TOKEN = "FwoGZXIvYXdzEXAMPLE-planted-session-token-1234567890"
 PROXY_PASSWORD = "proxy-pass-planted-42"
 IDP_PASSWORD = "idp-pass-planted-77"
 SECRETS = (SECRET_KEY, urllib.parse.quote(SECRET_KEY, safe=""), TOKEN, PROXY_PASSWORD, IDP_PASSWORD)
-
-
-def assert_no_secret(*results: subprocess.CompletedProcess) -> None:
-    for result in results:
-        for secret in SECRETS:
-            assert secret not in result.stdout, f"secret on stdout:\n{result.stdout}"
-            assert secret not in result.stderr, f"secret on stderr:\n{result.stderr}"
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    return result.stdout
-
-
-def one_error(result: subprocess.CompletedProcess, code: int) -> str:
-    """The single ``credproc: error:`` line of a failed run."""
-    assert result.returncode == code, f"exit {result.returncode} (expected {code}):\n{result.stdout}{result.stderr}"
-    errors = [line for line in result.stderr.splitlines() if line.startswith("credproc: error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    return errors[0]
-
-
-def uri_with_extra(extra: dict, login: str = ACCESS_KEY, password: str = SECRET_KEY) -> str:
-    auth = f"{urllib.parse.quote(login, safe='')}:{urllib.parse.quote(password, safe='')}@"
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
+PLUGINS = Path(__file__).resolve().parent / "plugins"  # the test session factories (test_factory.py)
 
 
 @pytest.fixture
@@ -70,7 +45,7 @@ def prod(sts, env):
                                      ["cache", "list"], ["cache", "clear"], ["secret"], ["secret", "set"],
                                      ["secret", "delete"]])
 def test_every_command_has_help_with_examples(run, env, command):
-    out = ok(run([*command, "--help"], env))
+    out = ok(run([*command, "--help"], env), text=True)
     assert out.startswith(f"usage: credproc {' '.join(command)}")
     assert "examples:" in out
 
@@ -80,21 +55,17 @@ def test_every_command_has_help_with_examples(run, env, command):
                                   ["cache"], ["list", "--bogus"], ["configure", "prod", "--profile", "p",
                                                                    "--max-attempts", "0"]])
 def test_usage_errors_are_one_line_exit_2(run, env, args):
-    line = one_error(run(args, env), 2)
+    line = one_error(run(args, env), 2, alone=False)
     assert "see credproc" in line
 
 
 # -- list ------------------------------------------------------------------------------------
 
 
-def write_toml(env, text: str) -> None:
-    Path(env["CREDPROC_CONFIG"]).write_text(textwrap.dedent(text), encoding="utf-8")
-
-
 @pytest.mark.integration
 def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
     env = prod
-    env["AIRFLOW_CONN_LEGACY_ETL"] = uri_with_extra({"aws_session_token": TOKEN, "region_name": "us-east-1"})
+    env["AIRFLOW_CONN_LEGACY_ETL"] = extra_uri({"aws_session_token": TOKEN, "region_name": "us-east-1"})
     env["CREDPROC_CONN_lower"] = "aws://"  # never read: credproc upper-cases ids
     write_toml(env, f"""\
         [connections.staging]
@@ -111,7 +82,7 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
         role_arn = "arn:aws:iam::{ACCOUNT}:role/shadowed"
         """)
     before = run(["list"], env)
-    lines = ok(before).splitlines()
+    lines = ok(before, text=True).splitlines()
     rows = {line.split()[0]: line for line in lines[1:] if not line.startswith("note:")}
     assert lines[0].split() == ["ID", "DEFINED", "IN", "METHOD", "CACHE"]
     assert set(rows) == {"aws_default", "legacy_etl", "prod", "staging", "team.dev"}
@@ -127,15 +98,15 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
 
     ok(run(["--conn", "prod"], env))  # the main job caches prod's role credentials
     after = run(["list", "--json"], env)
-    listed = {row["id"]: row for row in json.loads(ok(after))}
+    listed = {row["id"]: row for row in json.loads(ok(after, text=True))}
     assert listed["prod"]["cache"]["state"] == "fresh"
     assert listed["prod"]["defined_in"] == {"kind": "env", "where": "CREDPROC_CONN_PROD", "shown": "CREDPROC_CONN_PROD"}
     assert listed["prod"]["also_defined_in"][0] == "AIRFLOW_CONN_PROD"
     assert listed["staging"]["cache"]["state"] == "none" and listed["staging"]["method"] == "static keys"
     fresh_until = listed["prod"]["cache"]["fresh_until"]
-    assert f"fresh until {fresh_until}" in ok(run(["list"], env))
+    assert f"fresh until {fresh_until}" in ok(run(["list"], env), text=True)
     assert sts.count("AssumeRole") == 1  # list fetched nothing
-    assert_no_secret(before, after)
+    assert_no_secret(before, after, secrets=SECRETS)
 
 
 @pytest.mark.integration
@@ -143,9 +114,38 @@ def test_list_survives_a_broken_definition(sts, prod, run):
     env = prod
     env["CREDPROC_CONN_BROKEN"] = '{"conn_type": "aws", "password": "' + SECRET_KEY + '", '  # not JSON
     result = run(["list"], env)
-    rows = {line.split()[0]: line for line in ok(result).splitlines()[1:]}
+    rows = {line.split()[0]: line for line in ok(result, text=True).splitlines()[1:]}
     assert "invalid" in rows["broken"] and "assume_role" in rows["prod"]
-    assert_no_secret(result)
+    assert_no_secret(result, secrets=SECRETS)
+
+
+# An address-space cap for a run that may read an endless file into memory: without it, a
+# credproc that reads /dev/zero unbounded would take all the machine's memory (and other
+# people's processes with it) before the timeout. Running `list` needs far less than this.
+MEMORY_CAP = ["/bin/sh", "-c", 'ulimit -v 1048576 && exec "$0" "$@"']
+
+
+@pytest.mark.integration
+def test_list_ends_on_an_endless_config_file_and_names_it(env, credproc_bin):
+    """CREDPROC_CONFIG=/dev/zero: the main job reads at most 1 MiB of it and refuses it as
+    larger than that; `list` reads the same file and must end as promptly, saying which file
+    it could not use (a warning, listing the rest, or an error), not read on forever."""
+    env["CREDPROC_CONFIG"] = "/dev/zero"
+    try:
+        result = subprocess.run([*MEMORY_CAP, str(credproc_bin), "list"], env=env, capture_output=True, text=True,
+                                timeout=20, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail("credproc list was still reading /dev/zero after 20 s")
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode in (0, 2), f"exit {result.returncode}: {result.stderr}"
+    if result.returncode == 2:
+        assert len(lines) == 1 and lines[0].startswith("credproc: error: "), result.stderr
+        assert "/dev/zero" in lines[0], lines[0]
+    else:
+        named = [line for line in lines if "/dev/zero" in line]
+        assert len(named) == 1 and named[0].startswith("credproc: warning: "), result.stderr
+        assert "larger than" in named[0] or "too large" in named[0], named[0]
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def test_list_survives_a_broken_definition(sts, prod, run):
 
 @pytest.mark.integration
 def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
-    env["CREDPROC_CONN_LEGACY"] = uri_with_extra({
+    env["CREDPROC_CONN_LEGACY"] = extra_uri({
         "aws_account_id": ACCOUNT, "aws_iam_role": ROLE_NAME, "external_id": "x-42",
         "aws_session_token": TOKEN, "endpoint_url": sts.url, "region_name": "us-east-1",
         "config_kwargs": {"proxies": {"https": f"http://user:{PROXY_PASSWORD}@127.0.0.1:9"}},
@@ -161,28 +161,53 @@ def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
             "auth": {"password": IDP_PASSWORD}}},
     })
     text = run(["show", "legacy"], env)
-    out = ok(text)
+    out = ok(text, text=True)
     assert f"role_arn            {ROLE_ARN}" in out
     assert '"ExternalId": "x-42"' in out and '"RoleSessionName": "credproc-legacy"' in out
     assert "**** (definition: password)" in out and "**** (definition: aws_session_token)" in out
     assert ACCESS_KEY[-4:] in out and ACCESS_KEY not in out
     assert "deprecated" in text.stderr  # the same warnings as the main job prints
     as_json = run(["show", "legacy", "--json"], env)
-    info = json.loads(ok(as_json))
+    info = json.loads(ok(as_json, text=True))
     assert info["role_arn"] == ROLE_ARN and info["method"] == "assume_role"
     assert info["config_kwargs"]["proxies"]["https"] == "http://user:****@127.0.0.1:9"
     assert info["other_extras"]["assume_role_with_saml"]["idp_request_kwargs"]["auth"]["password"] == "****"
-    assert_no_secret(text, as_json)
+    assert_no_secret(text, as_json, secrets=SECRETS)
+
+
+@pytest.mark.integration
+def test_show_masks_a_session_factorys_own_secrets(env, run, tmp_path):
+    """A custom session factory's settings (the seed's ``federation`` table) are extras credproc
+    cannot know the meaning of: `show` lists them under other extras, but a value such as an
+    API key must not be printed whatever its key is called; the key's name still is."""
+    api_key = f"fed-api-{secrets.token_hex(24)}"  # random: found only if credproc printed it
+    env["PYTHONPATH"] = str(PLUGINS)
+    write_toml(env, f"""\
+        [connections.fed]
+        session_factory = "seed_factory.MyCustomSessionFactory"
+        region_name = "us-east-1"
+
+        [connections.fed.federation]
+        username = "alice"
+        counter_file = "{tmp_path / 'federation-calls'}"
+        api_key = "{api_key}"
+        """)
+    text = run(["show", "fed"], env)
+    as_json = run(["show", "fed", "--json"], env)
+    for result in (text, as_json):
+        assert "api_key" in ok(result, text=True)
+        # the value, and a piece of it (a value cut short or half masked is a leak too)
+        assert_no_secret(result, secrets=(api_key, api_key[8:24]))
 
 
 @pytest.mark.integration
 def test_show_and_list_of_undefined_or_broken_connections(env, run):
     missing = run(["show", "nope"], env)
-    assert "CREDPROC_CONN_NOPE" in one_error(missing, 2)
+    assert "CREDPROC_CONN_NOPE" in one_error(missing, 2, alone=False)
     env["CREDPROC_CONN_BAD"] = f"aws://{ACCESS_KEY}:{urllib.parse.quote(SECRET_KEY, safe='')}@/?verify=/no/such/ca.pem"
     bad = run(["show", "bad"], env)
-    assert "verify" in one_error(bad, 2)
-    assert_no_secret(missing, bad)
+    assert "verify" in one_error(bad, 2, alone=False)
+    assert_no_secret(missing, bad, secrets=SECRETS)
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -192,7 +217,7 @@ def test_show_and_list_of_undefined_or_broken_connections(env, run):
 def test_check_calls_get_caller_identity_with_the_credentials(sts, prod, run):
     env = prod
     first = run(["check", "prod"], env)
-    out = ok(first)
+    out = ok(first, text=True)
     fields = dict(line.split(None, 1) for line in out.replace("access key id", "access_key_id")
                   .replace("user id", "user_id").splitlines())
     assert fields["account"] == ACCOUNT
@@ -207,15 +232,15 @@ def test_check_calls_get_caller_identity_with_the_credentials(sts, prod, run):
     assert "X-Amz-Security-Token" in signed["headers"]
 
     again = run(["check", "prod"], env)
-    assert "source         the cache" in ok(again)
+    assert "source         the cache" in ok(again, text=True)
     assert (sts.count("AssumeRole"), sts.count("GetCallerIdentity")) == (1, 2)
-    assert_no_secret(first, again)
+    assert_no_secret(first, again, secrets=SECRETS)
 
 
 @pytest.mark.integration
 def test_check_long_term_keys(sts, env, run):
     env["CREDPROC_CONN_KEYS"] = conn_uri(sts.url)
-    out = ok(run(["check", "keys"], env))
+    out = ok(run(["check", "keys"], env), text=True)
     assert "never: long-term keys" in out and "static keys" in out
 
 
@@ -224,21 +249,21 @@ def test_check_fails_with_exit_1_when_sts_refuses(sts, prod, run):
     env = prod
     sts.faults.append((403, "AccessDenied"))
     refused = run(["check", "prod"], env)
-    line = one_error(refused, 1)
+    line = one_error(refused, 1, alone=False)
     assert "AssumeRole" in line and "AccessDenied" in line and "'prod'" in line
     # credentials obtained, but GetCallerIdentity refuses them
     ok(run(["--conn", "prod"], env))
     sts.faults.append((403, "InvalidClientTokenId"))
     rejected = run(["check", "prod"], env)
-    line = one_error(rejected, 1)
+    line = one_error(rejected, 1, alone=False)
     assert "GetCallerIdentity" in line and "InvalidClientTokenId" in line
-    assert_no_secret(refused, rejected)
+    assert_no_secret(refused, rejected, secrets=SECRETS)
 
 
 @pytest.mark.integration
 def test_check_of_a_bad_definition_is_exit_2(env, run):
     env["CREDPROC_CONN_ODD"] = "aws://x/?role_arn=not-an-arn"
-    assert "role_arn" in one_error(run(["check", "odd"], env), 2)
+    assert "role_arn" in one_error(run(["check", "odd"], env), 2, alone=False)
 
 
 # -- env -------------------------------------------------------------------------------------
@@ -247,7 +272,7 @@ def test_check_of_a_bad_definition_is_exit_2(env, run):
 @pytest.mark.integration
 def test_env_sh_assignments_evaluate_to_the_credentials(sts, prod, run):
     env = prod
-    printed = json.loads(ok(run(["--conn", "prod"], env)))
+    printed = ok(run(["--conn", "prod"], env))
     script = 'eval "$(credproc env prod)" && printf "%s\\n" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" ' \
              '"$AWS_SESSION_TOKEN" "$AWS_CREDENTIAL_EXPIRATION"'
     shell = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60,
@@ -256,7 +281,7 @@ def test_env_sh_assignments_evaluate_to_the_credentials(sts, prod, run):
     assert shell.stdout.splitlines() == [printed["AccessKeyId"], printed["SecretAccessKey"],
                                          printed["SessionToken"], printed["Expiration"]]
     assert sts.count("AssumeRole") == 1  # served from the cache
-    as_json = json.loads(ok(run(["env", "prod", "--format", "json"], env)))
+    as_json = json.loads(ok(run(["env", "prod", "--format", "json"], env), text=True))
     assert as_json == {"AWS_ACCESS_KEY_ID": printed["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": printed["SecretAccessKey"],
                        "AWS_SESSION_TOKEN": printed["SessionToken"],
                        "AWS_CREDENTIAL_EXPIRATION": printed["Expiration"]}
@@ -275,10 +300,10 @@ def test_env_quotes_awkward_values_and_unsets_the_token_of_long_term_keys(sts, e
                            stdin=subprocess.DEVNULL)
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout == f"{AWKWARD}|unset|unset"
-    fish = ok(run(["env", "keys", "--format", "fish"], env))
+    fish = ok(run(["env", "keys", "--format", "fish"], env), text=True)
     assert "set -gx AWS_SECRET_ACCESS_KEY 'it\\'s a \"tricky\" $HOME `id` \\\\ secret';" in fish
     assert "set -e AWS_SESSION_TOKEN;" in fish
-    powershell = ok(run(["env", "keys", "--format", "powershell"], env))
+    powershell = ok(run(["env", "keys", "--format", "powershell"], env), text=True)
     assert "$Env:AWS_SECRET_ACCESS_KEY = 'it''s a \"tricky\" $HOME `id` \\ secret'" in powershell
     assert "Remove-Item Env:AWS_SESSION_TOKEN -ErrorAction SilentlyContinue" in powershell
 
@@ -297,9 +322,9 @@ def test_env_fish_assignments_evaluate_in_fish(sts, env, run):
 def test_env_errors_print_no_secret(sts, prod, run):
     sts.faults.append((403, "AccessDenied"))
     result = run(["env", "prod"], prod)
-    assert "AccessDenied" in one_error(result, 1)
+    assert "AccessDenied" in one_error(result, 1, alone=False)
     assert result.stdout == ""
-    assert_no_secret(result)
+    assert_no_secret(result, secrets=SECRETS)
 
 
 # -- cache -----------------------------------------------------------------------------------
@@ -309,24 +334,24 @@ def test_env_errors_print_no_secret(sts, prod, run):
 def test_cache_list_and_clear(sts, prod, run):
     env = prod
     env["CREDPROC_CONN_OTHER"] = conn_uri(sts.url, role_arn=ROLE_ARN)
-    assert "no cached credentials" in ok(run(["cache", "list"], env))
+    assert "no cached credentials" in ok(run(["cache", "list"], env), text=True)
     ok(run(["--conn", "prod"], env))
     ok(run(["--conn", "other"], env))
     ok(run(["--conn", "prod"], {**env, "AWS_REGION": "eu-north-1"}))  # another environment, another entry
     listed = run(["cache", "list", "--json"], env)
-    rows = json.loads(ok(listed))
+    rows = json.loads(ok(listed, text=True))
     assert sorted((r["id"], r["state"], r["current"]) for r in rows) == [
         ("other", "fresh", True), ("prod", "fresh", False), ("prod", "fresh", True)]
-    table = ok(run(["cache", "list"], env)).splitlines()
+    table = ok(run(["cache", "list"], env), text=True).splitlines()
     assert table[0].split() == ["ID", "STATE", "EXPIRES", "CURRENT", "FILE"] and len(table) == 4
 
-    assert "removed 2 cache entries of connection 'prod'" in ok(run(["cache", "clear", "prod"], env))
-    assert [r["id"] for r in json.loads(ok(run(["cache", "list", "--json"], env)))] == ["other"]
+    assert "removed 2 cache entries of connection 'prod'" in ok(run(["cache", "clear", "prod"], env), text=True)
+    assert [r["id"] for r in json.loads(ok(run(["cache", "list", "--json"], env), text=True))] == ["other"]
     ok(run(["--conn", "prod"], env))
     assert sts.count("AssumeRole") == 4  # cleared: fetched anew
-    assert "removed 2 cache entries of all connections" in ok(run(["cache", "clear"], env))
-    assert json.loads(ok(run(["cache", "list", "--json"], env))) == []
-    assert_no_secret(listed)
+    assert "removed 2 cache entries of all connections" in ok(run(["cache", "clear"], env), text=True)
+    assert json.loads(ok(run(["cache", "list", "--json"], env), text=True)) == []
+    assert_no_secret(listed, secrets=SECRETS)
 
 
 @pytest.mark.integration
@@ -338,11 +363,12 @@ def test_list_and_cache_list_find_the_entry_the_main_job_reads(sts, prod, run, t
     env["PYTHONPATH"] = str(tmp_path)
     env["CREDPROC_SESSION_FACTORY"] = "plain_factory.Plain"
     ok(run(["--conn", "prod"], env))
-    listed = {row["id"]: row for row in json.loads(ok(run(["list", "--json"], env)))}
+    listed = {row["id"]: row for row in json.loads(ok(run(["list", "--json"], env), text=True))}
     assert listed["prod"]["cache"]["state"] == "fresh"
     assert listed["prod"]["method"] == "session factory plain_factory.Plain"
-    assert [(r["id"], r["current"]) for r in json.loads(ok(run(["cache", "list", "--json"], env)))] == [("prod", True)]
-    assert "source         the cache" in ok(run(["check", "prod"], env))
+    cached = json.loads(ok(run(["cache", "list", "--json"], env), text=True))
+    assert [(r["id"], r["current"]) for r in cached] == [("prod", True)]
+    assert "source         the cache" in ok(run(["check", "prod"], env), text=True)
     assert sts.count("AssumeRole") == 1
 
 
@@ -352,9 +378,9 @@ def test_cache_list_marks_a_corrupt_entry_invalid(sts, prod, run):
     ok(run(["--conn", "prod"], env))
     entry = next(Path(env["CREDPROC_CACHE_DIR"]).glob("prod--*.entry"))
     entry.write_bytes(entry.read_bytes().replace(b'"Version"', b'"Versi0n"'))
-    rows = json.loads(ok(run(["cache", "list", "--json"], env)))
+    rows = json.loads(ok(run(["cache", "list", "--json"], env), text=True))
     assert [(r["id"], r["state"]) for r in rows] == [("prod", "invalid")]
-    assert "removed 1 cache entry" in ok(run(["cache", "clear", "prod"], env))
+    assert "removed 1 cache entry" in ok(run(["cache", "clear", "prod"], env), text=True)
 
 
 # -- configure -------------------------------------------------------------------------------
@@ -406,7 +432,7 @@ def test_configure_updates_one_section_and_keeps_every_other_byte(sts, prod, run
     config.write_text(CONFIG_BEFORE, encoding="utf-8")
     config.chmod(0o640)
     first = configure(run, env, "prod", "--profile", "prod", "--retry-mode", "standard", "--max-attempts", "10")
-    assert "wrote [profile prod]" in ok(first)
+    assert "wrote [profile prod]" in ok(first, text=True)
     after = config.read_text(encoding="utf-8")
     command = f"{expected_exe()} --conn prod --profile prod"
     expected = CONFIG_BEFORE.replace(
@@ -420,12 +446,12 @@ def test_configure_updates_one_section_and_keeps_every_other_byte(sts, prod, run
     mtime = config.stat().st_mtime_ns
     os.utime(str(config) + ".credproc-backup", ns=(1, 1))
     again = configure(run, env, "prod", "--profile", "prod", "--retry-mode", "standard", "--max-attempts", "10")
-    assert "already up to date" in ok(again)
+    assert "already up to date" in ok(again, text=True)
     assert config.stat().st_mtime_ns == mtime and config.read_text(encoding="utf-8") == expected
     assert Path(str(config) + ".credproc-backup").stat().st_mtime_ns == 1
 
     # a new profile is appended; everything before it stays as it was
-    ok(configure(run, env, "prod", "--profile", "ci", "--region", "us-east-1"))
+    ok(configure(run, env, "prod", "--profile", "ci", "--region", "us-east-1"), text=True)
     appended = config.read_text(encoding="utf-8")
     assert appended == expected + (f"\n\n[profile ci]\ncredential_process = {expected_exe()} --conn prod --profile ci\n"
                                    "region = us-east-1\n")
@@ -437,12 +463,12 @@ def test_configure_keeps_crlf_and_creates_a_missing_file(sts, prod, run, tmp_pat
     env = prod
     config = Path(env["AWS_CONFIG_FILE"])
     config.write_bytes(b"[profile prod]\r\nregion = us-east-1\r\n\r\n[profile x]\r\noutput = json\r\n")
-    ok(configure(run, env, "prod", "--profile", "prod"))
+    ok(configure(run, env, "prod", "--profile", "prod"), text=True)
     assert config.read_bytes() == (b"[profile prod]\r\nregion = us-east-1\r\ncredential_process = "
                                    + f"{expected_exe()} --conn prod --profile prod".encode()
                                    + b"\r\n\r\n[profile x]\r\noutput = json\r\n")
     env["AWS_CONFIG_FILE"] = str(tmp_path / "new" / "dir" / "config")
-    out = ok(configure(run, env, "prod", "--profile", "default"))
+    out = ok(configure(run, env, "prod", "--profile", "default"), text=True)
     assert "previous file" not in out
     assert Path(env["AWS_CONFIG_FILE"]).read_text() == f"[default]\ncredential_process = {expected_exe()} --conn prod --profile default\n"
     assert not Path(env["AWS_CONFIG_FILE"] + ".credproc-backup").exists()
@@ -457,7 +483,7 @@ def test_configure_refuses_profiles_with_static_keys_and_says_where(sts, prod, r
     credentials.write_text(f"[other]\naws_access_key_id = X\n\n[prod]\naws_access_key_id = {ACCESS_KEY}\n"
                            f"aws_secret_access_key = {SECRET_KEY}\n", encoding="utf-8")
     refused = configure(run, env, "prod", "--profile", "prod")
-    line = one_error(refused, 2)
+    line = one_error(refused, 2, alone=False)
     assert f"aws_access_key_id at {credentials} line 5 ([prod])" in line
     assert f"aws_secret_access_key at {credentials} line 6 ([prod])" in line
     assert config.read_text(encoding="utf-8") == CONFIG_BEFORE
@@ -465,13 +491,13 @@ def test_configure_refuses_profiles_with_static_keys_and_says_where(sts, prod, r
 
     credentials.unlink()
     config.write_text(CONFIG_BEFORE.replace("[profile last]\n", f"[profile last]\naws_secret_access_key = {SECRET_KEY}\n"))
-    line = one_error(configure(run, env, "prod", "--profile", "last"), 2)
+    line = one_error(configure(run, env, "prod", "--profile", "last"), 2, alone=False)
     assert f"aws_secret_access_key at {config} line 26 ([profile last])" in line
-    line = one_error(configure(run, env, "prod", "--profile", "sso-dev"), 2)
+    line = one_error(configure(run, env, "prod", "--profile", "sso-dev"), 2, alone=False)
     assert "sso_session at" in line and "sso_account_id at" in line
     config.write_text("[profile twice]\nregion = a\n[profile twice]\nregion = b\n")
-    assert "2 sections" in one_error(configure(run, env, "prod", "--profile", "twice"), 2)
-    assert_no_secret(refused)
+    assert "2 sections" in one_error(configure(run, env, "prod", "--profile", "twice"), 2, alone=False)
+    assert_no_secret(refused, secrets=SECRETS)
 
 
 @pytest.mark.integration
@@ -480,9 +506,9 @@ def test_configure_then_the_aws_cli_works_through_the_profile(sts, prod, run):
     config = Path(env["AWS_CONFIG_FILE"])
     config.write_text(CONFIG_BEFORE, encoding="utf-8")
     ok(configure(run, env, "prod", "--profile", "work", "--region", "us-east-1", "--retry-mode", "standard",
-                 "--max-attempts", "3"))
+                 "--max-attempts", "3"), text=True)
     check = run(["check", "prod", "--profile", "work"], env)
-    assert f"assumed-role/{ROLE_NAME}/credproc-prod" in ok(check)
+    assert f"assumed-role/{ROLE_NAME}/credproc-prod" in ok(check, text=True)
     cli = subprocess.run([str(BIN / "aws"), "sts", "get-caller-identity", "--profile", "work", "--endpoint-url",
                           sts.url, "--output", "json"], env=env, capture_output=True, text=True, timeout=120,
                          stdin=subprocess.DEVNULL)
@@ -496,7 +522,7 @@ def test_configure_then_the_aws_cli_works_through_the_profile(sts, prod, run):
 @pytest.mark.integration
 def test_configure_quotes_and_validates_names(sts, env, run):
     env["CREDPROC_CONN_MY_CONN_PROD"] = conn_uri(sts.url, role_arn=ROLE_ARN)
-    ok(configure(run, env, "my conn.prod", "--profile", "p"))
+    ok(configure(run, env, "my conn.prod", "--profile", "p"), text=True)
     text = Path(env["AWS_CONFIG_FILE"]).read_text()
     assert f"credential_process = {expected_exe()} --conn 'my conn.prod' --profile p\n" in text
     cli = subprocess.run([str(BIN / "aws"), "sts", "get-caller-identity", "--profile", "p", "--endpoint-url",
@@ -504,7 +530,7 @@ def test_configure_quotes_and_validates_names(sts, env, run):
                          stdin=subprocess.DEVNULL)
     assert cli.returncode == 0, cli.stderr
     for bad in ("has space", "[x]", "-x", ""):
-        one_error(configure(run, env, "prod", "--profile", bad), 2)
+        one_error(configure(run, env, "prod", "--profile", bad), 2, alone=False)
 
 
 @pytest.mark.integration

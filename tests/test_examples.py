@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CREDPROC
+from helpers import CREDPROC
 
 pytestmark = pytest.mark.integration
 

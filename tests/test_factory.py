@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, FEDERATION_PASSWORD, ROLE_ARN
+from helpers import ACCOUNT, ROLE_ARN, ok, one_error, toml_value
+from servers.federation import FEDERATION_PASSWORD
 
 pytestmark = pytest.mark.integration
 
@@ -58,12 +59,6 @@ def json_conn(**extra) -> str:
     return json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1", **extra}})
 
 
-def toml_value(value) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)
-
-
 def write_config(env: dict, tables: dict[str, dict], **top) -> None:
     """The config file: top-level settings, and a [connections.<id>] table per entry."""
     lines = [f"{key} = {toml_value(value)}" for key, value in top.items()]
@@ -71,29 +66,6 @@ def write_config(env: dict, tables: dict[str, dict], **top) -> None:
         lines.append(f"[connections.{conn_id}]")
         lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
     Path(env["CREDPROC_CONFIG"]).write_text("\n".join(lines) + "\n")
-
-
-def ok(result) -> dict:
-    """The credentials of a successful run; stdout is the JSON line and nothing else."""
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stdout.endswith("}\n") and result.stdout.count("\n") == 1, repr(result.stdout)
-    out = json.loads(result.stdout)
-    assert out["Version"] == 1
-    return out
-
-
-def fails(result, code: int, *fragments: str) -> str:
-    """The one error line of a failed run (the last line of stderr; warnings and the factory's
-    own log lines may come before it), checked for ``fragments``."""
-    assert result.returncode == code, f"exit {result.returncode}, stdout {result.stdout!r}: {result.stderr}"
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("credproc: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 # -- the seed's example ----------------------------------------------------------------------
@@ -166,7 +138,7 @@ def test_where_the_factory_is_named_and_which_wins(fenv, run, counter):
     # Without any: credproc's own factory, which finds no credentials for this connection.
     write_config(fenv, {"fed": table})
     del fenv["CREDPROC_SESSION_FACTORY"]
-    fails(run(["--conn", "fed"], fenv), 1, "no AWS credentials found")
+    one_error(run(["--conn", "fed"], fenv), 1, "no AWS credentials found", alone=False)
 
 
 def test_the_flag_and_the_environment_naming_one_factory_over_the_connections_own(fenv, run, counter):
@@ -210,11 +182,11 @@ def test_entry_point_short_name(env, run, counter, tmp_path):
     out = ok(run(["--conn", "fed"], fenv))
     assert {k: out.get(k) for k in SEED_KEYS} == SEED_KEYS
     assert ok(run(["--conn", "fed", "--session-factory", "other"], fenv))["AccessKeyId"] == "AKIDOTHERFACTORY"
-    fails(run(["--conn", "fed", "--session-factory", "nosuch"], fenv), 2,
-          "connection 'fed': session factory 'nosuch' (named by --session-factory)",
-          "entry point group 'credproc.session_factories'", "registered: corp, not-one, other")
-    fails(run(["--conn", "fed", "--session-factory", "not-one"], fenv), 2,
-          "'factory_zoo:NotAFactory'", "is not a subclass of credproc.BaseSessionFactory")
+    one_error(run(["--conn", "fed", "--session-factory", "nosuch"], fenv), 2,
+              "connection 'fed': session factory 'nosuch' (named by --session-factory)",
+              "entry point group 'credproc.session_factories'", "registered: corp, not-one, other", alone=False)
+    one_error(run(["--conn", "fed", "--session-factory", "not-one"], fenv), 2,
+              "'factory_zoo:NotAFactory'", "is not a subclass of credproc.BaseSessionFactory", alone=False)
 
 
 def test_switching_factories_never_serves_the_others_credentials(fenv, run, counter, tmp_path):
@@ -263,9 +235,9 @@ def test_role_arn_is_assumed_with_the_factorys_session(sts, fenv, run, counter):
 
 def test_role_arn_with_a_factory_session_without_credentials(sts, fenv, run):
     fenv["CREDPROC_CONN_FED"] = json_conn(role_arn=ROLE_ARN, endpoint_url=sts.url)
-    fails(run(["--conn", "fed", "--session-factory", "factory_zoo.NoCredentialsFactory"], fenv), 2,
-          "connection 'fed': session factory factory_zoo.NoCredentialsFactory returned a session without "
-          "credentials")
+    one_error(run(["--conn", "fed", "--session-factory", "factory_zoo.NoCredentialsFactory"], fenv), 2,
+              "connection 'fed': session factory factory_zoo.NoCredentialsFactory returned a session without "
+              "credentials", alone=False)
     assert sts.count("AssumeRole") == 0
 
 
@@ -311,22 +283,23 @@ def test_unknown_extra_keys_are_the_factorys_own(fenv, run, counter):
 ])
 def test_configuration_errors_exit_2_with_one_line(fenv, run, spec, fragments):
     fenv["CREDPROC_CONN_FED"] = json_conn()
-    line = fails(run(["--conn", "fed", "--session-factory", spec], fenv), 2, "connection 'fed'", *fragments)
+    line = one_error(run(["--conn", "fed", "--session-factory", spec], fenv), 2, "connection 'fed'", *fragments,
+                     alone=False)
     assert "Traceback" not in line
 
 
 def test_errors_name_where_the_factory_was_named(fenv, run):
     write_config(fenv, {"fed": {"region_name": "us-east-1", "session_factory": "nosuchmodule.A"},
                         "plain": {"region_name": "us-east-1"}}, session_factory="nosuchmodule.B")
-    fails(run(["--conn", "fed"], fenv), 2, "session factory 'nosuchmodule.A' (named by session_factory in config "
-          f"file {fenv['CREDPROC_CONFIG']} [connections.fed])")
-    fails(run(["--conn", "plain"], fenv), 2, "session factory 'nosuchmodule.B' (named by session_factory at the "
-          f"top of config file {fenv['CREDPROC_CONFIG']})")
-    fails(run(["--conn", "plain"], {**fenv, "CREDPROC_SESSION_FACTORY": "nosuchmodule.C"}), 2,
-          "session factory 'nosuchmodule.C' (named by CREDPROC_SESSION_FACTORY)")
+    one_error(run(["--conn", "fed"], fenv), 2, "session factory 'nosuchmodule.A' (named by session_factory in config "
+              f"file {fenv['CREDPROC_CONFIG']} [connections.fed])", alone=False)
+    one_error(run(["--conn", "plain"], fenv), 2, "session factory 'nosuchmodule.B' (named by session_factory at the "
+              f"top of config file {fenv['CREDPROC_CONFIG']})", alone=False)
+    one_error(run(["--conn", "plain"], {**fenv, "CREDPROC_SESSION_FACTORY": "nosuchmodule.C"}), 2,
+              "session factory 'nosuchmodule.C' (named by CREDPROC_SESSION_FACTORY)", alone=False)
     write_config(fenv, {"fed": {"session_factory": 42}})
-    fails(run(["--conn", "fed"], fenv), 2, "connection 'fed': session_factory in config file",
-          "must be a string such as package.module.ClassName, not int")
+    one_error(run(["--conn", "fed"], fenv), 2, "connection 'fed': session_factory in config file",
+              "must be a string such as package.module.ClassName, not int", alone=False)
 
 
 def test_an_exception_in_the_factory_is_exit_1_with_its_message(fenv, run, counter):
@@ -334,9 +307,9 @@ def test_an_exception_in_the_factory_is_exit_1_with_its_message(fenv, run, count
     fenv["CREDPROC_CONN_FED"] = json_conn(federation=federation(
         counter, password=password, fail=f"federation endpoint refused alice/{password}"))
 
-    line = fails(run(["--conn", "fed", "--session-factory", SEED], fenv), 1,
-                 "connection 'fed': session factory seed_factory.MyCustomSessionFactory failed: RuntimeError: "
-                 "federation endpoint refused alice/****", "(run with --debug for the traceback)")
+    line = one_error(run(["--conn", "fed", "--session-factory", SEED], fenv), 1,
+                     "connection 'fed': session factory seed_factory.MyCustomSessionFactory failed: RuntimeError: "
+                     "federation endpoint refused alice/****", "(run with --debug for the traceback)", alone=False)
     assert password not in line
 
     debug = run(["--conn", "fed", "--session-factory", SEED, "--debug"], fenv)
@@ -351,8 +324,9 @@ def test_an_exception_in_the_factory_is_exit_1_with_its_message(fenv, run, count
 
 def test_an_exception_while_building_the_basic_session(fenv, run):
     fenv["CREDPROC_CONN_FED"] = json_conn(user="bob")
-    fails(run(["--conn", "fed", "--session-factory", "factory_zoo.RaisingFactory"], fenv), 1,
-          "session factory factory_zoo.RaisingFactory failed: ValueError: the federation refused user bob")
+    one_error(run(["--conn", "fed", "--session-factory", "factory_zoo.RaisingFactory"], fenv), 1,
+              "session factory factory_zoo.RaisingFactory failed: ValueError: the federation refused user bob",
+              alone=False)
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -366,8 +340,8 @@ def test_secret_from_the_definition_is_masked(fenv, run):
     assert "signing in with password ****" in result.stderr and password not in result.stderr
 
     fenv["CREDPROC_CONN_SEC"] = json_conn(federation={"password": "a-wrong-password-0002"}, expect=password)
-    line = fails(run(["--conn", "sec", "--session-factory", "factory_zoo.SecretFactory"], fenv), 1,
-                 "RuntimeError: wrong password ****")
+    line = one_error(run(["--conn", "sec", "--session-factory", "factory_zoo.SecretFactory"], fenv), 1,
+                     "RuntimeError: wrong password ****", alone=False)
     assert "a-wrong-password-0002" not in line
 
 
@@ -375,9 +349,9 @@ def test_secret_missing_everywhere_is_a_configuration_error(fenv, run):
     pytest.importorskip("keyrings.alt")
     fenv["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
     fenv["CREDPROC_CONN_SEC"] = json_conn(federation={"username": "alice"})
-    fails(run(["--conn", "sec", "--session-factory", "factory_zoo.SecretFactory"], fenv), 2,
-          "connection 'sec' (environment variable CREDPROC_CONN_SEC): no secret 'federation.password'",
-          "credproc secret set sec --field federation.password")
+    one_error(run(["--conn", "sec", "--session-factory", "factory_zoo.SecretFactory"], fenv), 2,
+              "connection 'sec' (environment variable CREDPROC_CONN_SEC): no secret 'federation.password'",
+              "credproc secret set sec --field federation.password", alone=False)
 
 
 def test_secret_from_the_keyring(fenv, run):
@@ -451,9 +425,9 @@ def test_example_factory_with_its_profile_and_connection(sts, env, run, credproc
     env["CREDPROC_CONN_CORP"] = json.dumps({"extra": {
         "session_factory": "corp_federation.CorpFederationFactory", "region_name": "eu-west-1",
         "federation": {"url": endpoint.url, "username": "alice", "password": "not-the-password-2"}}})
-    line = fails(run(["--conn", "corp"], {**env, "PYTHONPATH": str(EXAMPLE)}), 1,
-                 "session factory corp_federation.CorpFederationFactory failed: FederationError: "
-                 f"{endpoint.url} refused alice: HTTP 401")
+    line = one_error(run(["--conn", "corp"], {**env, "PYTHONPATH": str(EXAMPLE)}), 1,
+                     "session factory corp_federation.CorpFederationFactory failed: FederationError: "
+                     f"{endpoint.url} refused alice: HTTP 401", alone=False)
     assert "not-the-password-2" not in line
 
 

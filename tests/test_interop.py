@@ -8,7 +8,7 @@ are covered by ``tests/test_sdk.py``; they appear here only in the 15-minute-rol
 
 For each SDK the tests assert the identity STS saw (the assumed role, so the SDK signed with
 the credentials credproc printed), and count how often the SDK started credproc - through
-the counting wrapper of ``tests/test_sdk.py`` - against what the SDK must do according to the
+the counting wrapper of ``tests/helpers.py`` - against what the SDK must do according to the
 refresh table of ``/work/shared/reference/protocol.md``:
 
 * JS v3 runs it once per client provider chain and again when less than 5 minutes remain;
@@ -30,15 +30,13 @@ import json
 import os
 import shutil
 import subprocess
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, BIN, ROLE_ARN, SECRET_KEY
-from test_sdk import ASSUMED_PREFIX, counting_wrapper, demo_profile, runs
+from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, SECRET_KEY, counting_wrapper, demo_profile, extra_uri, runs
 
 pytestmark = pytest.mark.integration
 
@@ -180,12 +178,6 @@ def sdk(request) -> Sdk:
 
 
 # -- the set-up every test shares ---------------------------------------------------------
-
-
-def extra_uri(extra: dict) -> str:
-    """An Airflow URI with the key pair and a JSON extra (``__extra__``, for nested values)."""
-    auth = f"{urllib.parse.quote(ACCESS_KEY, safe='')}:{urllib.parse.quote(SECRET_KEY, safe='')}@"
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
 
 
 @pytest.fixture

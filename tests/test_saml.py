@@ -3,7 +3,7 @@ SPNEGO-protected IdP (a real Kerberos acceptor with a replay cache) and moto's S
 
 What the user's ticket cache holds decides the IdP's answer; the assertion the IdP hands
 out must arrive unchanged at STS (seen by the counting proxy), in an unsigned request, and
-never on stderr. Fixtures: ``kdc``, ``idp``, ``krb_env`` in conftest.py.
+never on stderr. Fixtures: ``kdc``, ``idp``, ``krb_env`` in servers/kerberos.py.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, KRB_USER, ROLE_ARN, SAML_PRINCIPAL_ARN
+from helpers import ACCOUNT, ROLE_ARN, ok, one_error, run_together
+from servers.kerberos import KRB_USER, SAML_PRINCIPAL_ARN
 
 integration = pytest.mark.integration  # all but the pure-logic tests at the end
 
 CONN = "saml"
+NAMED = f"'{CONN}'"  # what every error line must say: the connection
 VARIABLE = "CREDPROC_CONN_SAML"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "aws-config" / "saml.toml"
 
@@ -47,26 +49,6 @@ def define(env: dict, sts, idp, *, extra: dict | None = None, **settings) -> dic
     return env
 
 
-def ok(result) -> dict:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    out = json.loads(result.stdout)
-    assert out["Version"] == 1 and out["Expiration"].endswith("Z")
-    return out
-
-
-def one_error(result, code: int, *needles: str) -> str:
-    """The single ``credproc: error:`` line of a failed run, naming every needle."""
-    assert result.returncode == code, f"exit {result.returncode} (wanted {code}): {result.stderr}"
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("credproc: error: "), result.stderr
-    assert f"'{CONN}'" in lines[0], lines[0]
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 def saml_call(sts) -> dict:
     """The one AssumeRoleWithSAML request STS received."""
     calls = [r for r in sts.requests if r["action"] == "AssumeRoleWithSAML"]
@@ -76,7 +58,7 @@ def saml_call(sts) -> dict:
 
 def assert_federated(result, sts, idp) -> dict:
     """The run printed the role's credentials, obtained with the assertion the IdP handed out."""
-    out = ok(result)
+    out = ok(result, temporary=True)
     call = saml_call(sts)
     params, headers = call["params"], {k.lower(): v for k, v in call["headers"].items()}
     assert params["RoleArn"] == ROLE_ARN
@@ -130,7 +112,7 @@ def test_federates_with_each_mutual_authentication(sts, idp, krb_env, run, mutua
 def test_required_mutual_authentication_refuses_an_idp_that_does_not_prove_itself(sts, idp, krb_env, run):
     idp.mutual_token = False  # the IdP sends no Kerberos token back with its page
     env = define(krb_env, sts, idp, mutual_authentication="REQUIRED")
-    one_error(run(["--conn", CONN], env), 1, "did not authenticate itself", "mutual_authentication")
+    one_error(run(["--conn", CONN], env), 1, NAMED, "did not authenticate itself", "mutual_authentication")
     assert sts.count("AssumeRoleWithSAML") == 0
 
     # The same IdP is fine when mutual authentication is optional or off.
@@ -183,13 +165,13 @@ def test_default_and_custom_xpath_whatever_the_case(sts, idp, krb_env, run, page
 def test_page_without_the_field(sts, idp, krb_env, run):
     idp.page = "nofield"  # e.g. a login page instead of the form
     env = define(krb_env, sts, idp)
-    error = one_error(run(["--conn", CONN], env), 1, "//input[@name='SAMLResponse']/@value",
+    error = one_error(run(["--conn", CONN], env), 1, NAMED, "//input[@name='SAMLResponse']/@value",
                       "matches nothing", "HTTP 200", idp.url)
     assert "Sign in" not in error and "c2Vzc2lvbi1jb250ZXh0" not in error  # the page is not printed
 
     xpath = "//INPUT[@NAME='SAMLResponse']/@VALUE"
     define(krb_env, sts, idp, saml_response_xpath=xpath)
-    one_error(run(["--conn", CONN], env), 1, f"saml_response_xpath {xpath!r}", "matches nothing", "HTTP 200")
+    one_error(run(["--conn", CONN], env), 1, NAMED, f"saml_response_xpath {xpath!r}", "matches nothing", "HTTP 200")
     assert sts.count("AssumeRoleWithSAML") == 0
 
 
@@ -263,7 +245,7 @@ def test_huge_page_is_refused_without_reading_it_into_memory(sts, idp, krb_env, 
     result = subprocess.run([sys.executable, "-c", PEAK_RSS, str(peak), str(credproc_bin), "--conn", CONN],
                             env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
-    one_error(result, 1, "larger than 10 MiB", idp.url.split("//")[1])
+    one_error(result, 1, NAMED, "larger than 10 MiB", idp.url.split("//")[1])
     peak_mib = int(peak.read_text()) / 1024  # KiB on Linux
     print(f"{page}: refused after {elapsed:.1f} s, peak RSS {peak_mib:.0f} MiB")
     assert peak_mib < 200, f"peak RSS {peak_mib:.0f} MiB: the page was read into memory"
@@ -287,7 +269,7 @@ def test_kerberos_failure_says_kinit(sts, idp, krb_env, run, kdc, tmp_path, how)
         env["KRB5CCNAME"] = f"FILE:{tmp_path / 'no-such-ccache'}"
     else:  # 127.0.0.1 instead of localhost: GSSAPI asks for HTTP/127.0.0.1, which no keytab holds
         define(krb_env, sts, idp, idp_url=idp.url.replace("localhost", "127.0.0.1"))
-    error = one_error(run(["--conn", CONN], env), 1, "Kerberos", "kinit", "klist", "HTTP 401")
+    error = one_error(run(["--conn", CONN], env), 1, NAMED, "Kerberos", "kinit", "klist", "HTTP 401")
     assert idp.count("page") == 0 and sts.count("AssumeRoleWithSAML") == 0
     if how == "wrong service principal":
         assert "127.0.0.1" in error
@@ -321,13 +303,13 @@ def test_retry_negotiates_afresh_over_two_503s(sts, idp, krb_env, run):
 def test_idp_errors_without_and_beyond_retries(sts, idp, krb_env, run):
     idp.faults = [503]
     env = define(krb_env, sts, idp)  # no idp_request_retry_kwargs: no retry
-    one_error(run(["--conn", CONN], env), 1, "HTTP 503", "1 attempt")
+    one_error(run(["--conn", CONN], env), 1, NAMED, "HTTP 503", "1 attempt")
     assert idp.count("fault") == 1
 
     idp.reset()
     idp.faults = [503] * 5
     define(krb_env, sts, idp, idp_request_retry_kwargs={"total": 2, "status_forcelist": [503]})
-    one_error(run(["--conn", CONN], env), 1, "HTTP 503", "3 attempts")
+    one_error(run(["--conn", CONN], env), 1, NAMED, "HTTP 503", "3 attempts")
     assert idp.count("fault") == 3 and idp.count("page") == 0
     assert sts.count("AssumeRoleWithSAML") == 0
 
@@ -337,7 +319,7 @@ def test_idp_timeout_from_idp_request_kwargs(sts, idp, krb_env, run):
     idp.delay = 5
     env = define(krb_env, sts, idp, idp_request_kwargs={"timeout": 1})
     started = time.monotonic()
-    one_error(run(["--conn", CONN], env), 1, "did not answer", "Timeout")
+    one_error(run(["--conn", CONN], env), 1, NAMED, "did not answer", "Timeout")
     assert time.monotonic() - started < 5
     assert sts.count("AssumeRoleWithSAML") == 0
 
@@ -347,7 +329,7 @@ def test_idp_has_a_default_timeout(sts, idp, krb_env, run):
     idp.delay = 30  # longer than the default read timeout (10 s)
     env = define(krb_env, sts, idp)
     started = time.monotonic()
-    one_error(run(["--conn", CONN], env), 1, "did not answer", "read timeout=10")
+    one_error(run(["--conn", CONN], env), 1, NAMED, "did not answer", "read timeout=10")
     assert time.monotonic() - started < 25
 
 
@@ -400,23 +382,12 @@ def test_log_idp_response_shows_the_page_only_after_a_warning(sts, idp, krb_env,
 def test_stampede_fetches_the_idp_page_once(sts, idp, krb_env, credproc_bin):
     idp.delay = 1.5  # all 20 start while the first one is still at the IdP
     env = define(krb_env, sts, idp)
-    procs = [subprocess.Popen([str(credproc_bin), "--conn", CONN], env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(20)]
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            results.append((p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert [(rc, err) for rc, _, err in results if rc != 0] == []
+    results = run_together(credproc_bin, ["--conn", CONN], env, 20)
+    assert [(r.returncode, r.stderr) for r in results if r.returncode != 0] == []
     assert idp.count("page") == 1 and idp.count("authenticated") == 1
     assert sts.count("AssumeRoleWithSAML") == 1
-    assert len({out for _, out, _ in results}) == 1
-    secrets_absent("".join(err for _, _, err in results), idp)
+    assert len({r.stdout for r in results}) == 1
+    secrets_absent("".join(r.stderr for r in results), idp)
 
 
 # -- configuration errors --------------------------------------------------------------------
@@ -446,14 +417,14 @@ def test_settings_are_checked_before_the_idp_is_asked(sts, idp, krb_env, run, se
     if needles is None:  # a valid variant of a setting tested here
         assert_federated(run(["--conn", CONN], env), sts, idp)
         return
-    one_error(run(["--conn", CONN], env), 2, *needles)
+    one_error(run(["--conn", CONN], env), 2, NAMED, *needles)
     assert idp.count("challenge") == 0 and sts.count("AssumeRoleWithSAML") == 0
 
 
 @integration
 def test_table_must_be_a_table(sts, idp, krb_env, run):
     env = define(krb_env, sts, idp, extra={"assume_role_with_saml": "https://idp.example.com"})
-    one_error(run(["--conn", CONN], env), 2, "assume_role_with_saml must be a table")
+    one_error(run(["--conn", CONN], env), 2, NAMED, "assume_role_with_saml must be a table")
 
 
 @integration
@@ -464,7 +435,7 @@ def test_without_the_saml_extra_installed(sts, idp, krb_env, run, tmp_path):
     (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'gssapi'\", name='gssapi')\n")
     env = define(krb_env, sts, idp)
     env["PYTHONPATH"] = str(shadow.parent)
-    one_error(run(["--conn", CONN], env), 2, "pip install 'credproc[saml]'", "gssapi", "libkrb5-dev")
+    one_error(run(["--conn", CONN], env), 2, NAMED, "pip install 'credproc[saml]'", "gssapi", "libkrb5-dev")
     assert idp.count("challenge") == 0
 
 

@@ -10,41 +10,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 
 import pytest
 
-from conftest import ACCOUNT, BIN, CREDPROC, ROLE_ARN, conn_uri
+from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, CREDPROC, ROLE_ARN, conn_uri, counting_wrapper, demo_profile, runs
 
 pytestmark = pytest.mark.integration
-
-ROLE_NAME = ROLE_ARN.rsplit("/", 1)[1]
-ASSUMED_PREFIX = f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE_NAME}/"
-
-
-def demo_profile(env, command: str) -> None:
-    with open(env["AWS_CONFIG_FILE"], "w", encoding="utf-8") as f:
-        f.write(textwrap.dedent(f"""\
-            [profile demo]
-            credential_process = {command}
-            region = us-east-1
-            retry_mode = standard
-            max_attempts = 3
-            """))
-
-
-def counting_wrapper(tmp_path):
-    """A credential_process that records each start, then execs credproc."""
-    counter = tmp_path / "credproc-runs"
-    wrapper = tmp_path / "counted-credproc"
-    wrapper.write_text(f'#!/bin/sh\necho "$$" >> "{counter}"\nexec "{CREDPROC}" "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper, counter
-
-
-def runs(counter) -> int:
-    return len(counter.read_text().splitlines()) if counter.exists() else 0
-
 
 @pytest.fixture
 def demo_env(sts, env, credproc_bin):

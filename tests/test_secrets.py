@@ -83,8 +83,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, CREDPROC, KRB_PASSWORD, ROLE_ARN, SAML_PRINCIPAL_ARN, credentials_only, free_port, \
-    stderr_verdict
+from helpers import ACCOUNT, CREDPROC, ROLE_ARN, credentials_only, extra_uri, free_port, stderr_verdict, toml_value, \
+    use_file_keyring
+from servers.kerberos import KRB_PASSWORD, SAML_PRINCIPAL_ARN
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ SECRETS = {
     "keyring_secret": planted("keyringSecret"),
     "keyring_token": planted("keyringToken"),
     # SAML: what a connection sends the IdP besides Kerberos, the user's Kerberos password,
-    # and the hidden field of the IdP's login page ("nofield" in conftest.IDP_PAGES)
+    # and the hidden field of the IdP's login page ("nofield" in servers/kerberos.py's IDP_PAGES)
     "idp_api_key": planted("idpApiKey"),
     "idp_cookie": planted("idpCookie"),
     "idp_authorization": planted("idpBearer"),
@@ -219,9 +220,8 @@ def scenario(code: int, *, command: str = "main", printed: tuple[str, ...] = (),
 
 
 def uri(endpoint: str, login: str = SOURCE_KEY, password: str = SECRETS["uri_secret"], **extra) -> str:
-    query = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
-    auth = f"{urllib.parse.quote(login, safe='')}:{urllib.parse.quote(password, safe='')}@" if login else ""
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(query), safe='')}"
+    """The URI form with this file's planted key pair, the extra as JSON in ``__extra__``."""
+    return extra_uri(extra, endpoint=endpoint, login=login, password=password)
 
 
 def write(path: Path | str, text: str) -> None:
@@ -232,17 +232,6 @@ def write(path: Path | str, text: str) -> None:
 def proxy_url(password: str) -> str:
     """A proxy that nothing listens on, with a password in its URL."""
     return f"http://user:{urllib.parse.quote(password, safe='')}@127.0.0.1:1"
-
-
-def toml_value(value) -> str:
-    """``value`` as a TOML value (inline tables for dicts); JSON strings are TOML strings."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value)
 
 
 def toml_connection(env: dict, conn_id: str = CONN, **fields) -> None:
@@ -713,21 +702,9 @@ def cache_list_of_a_directory_open_to_others(env, sts, tmp_path, run, trial):
 
 # -- the OS keyring: credproc secret, and the secrets it keeps ------------------------------------
 
-PLAINTEXT_KEYRING = "keyrings.alt.file.PlaintextKeyring"
-
-
-def keyring_file(env: dict, tmp_path: Path) -> Path:
-    """Use keyrings.alt's file backend under the test's directory (as test_keyring.py does);
-    the file it keeps the secrets in."""
-    env["PYTHON_KEYRING_BACKEND"] = PLAINTEXT_KEYRING
-    env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    return tmp_path / "data" / "python_keyring" / "keyring_pass.cfg"
-
-
 def login_only(sts, **extra) -> str:
     """A URI with the access key id and no secret: the keyring has the other half."""
-    query = {"endpoint_url": sts.url, "region_name": "us-east-1", **extra}
-    return f"aws://{SOURCE_KEY}@/?__extra__={urllib.parse.quote(json.dumps(query), safe='')}"
+    return extra_uri(extra, endpoint=sts.url, login=SOURCE_KEY, password=None)
 
 
 def keyring_holds(env: dict, run, field: str, value: str) -> None:
@@ -738,7 +715,7 @@ def keyring_holds(env: dict, run, field: str, value: str) -> None:
 
 @scenario(0, command="secret")
 def secret_set_from_stdin(env, sts, tmp_path, trial):
-    keyring = keyring_file(env, tmp_path)
+    keyring = use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     trial.stdin = SECRETS["keyring_secret"] + "\n"
     trial.allow(keyring, "keyring_secret")  # where the backend keeps it (base64, unencrypted)
@@ -752,7 +729,7 @@ def secret_set_from_stdin(env, sts, tmp_path, trial):
 
 @scenario(0, command="secret")
 def secret_set_clears_the_cache_and_warns_the_definition_has_a_token(env, sts, tmp_path, run, trial):
-    keyring = keyring_file(env, tmp_path)
+    keyring = use_file_keyring(env, tmp_path)
     cache_a_role(env, sts, run, trial)  # the definition has aws_session_token (uri_token)
     cache_is_cleared(env, trial)
     trial.stdin = SECRETS["keyring_token"] + "\n"
@@ -770,7 +747,7 @@ def secret_set_without_a_keyring_backend(env, sts, tmp_path, trial):
 
 @scenario(2, command="secret")
 def secret_set_with_a_bad_field(env, sts, tmp_path, trial):
-    keyring_file(env, tmp_path)
+    use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     trial.stdin = SECRETS["keyring_secret"] + "\n"
     return ["secret", "set", CONN, "--field", "pass word"]
@@ -778,7 +755,7 @@ def secret_set_with_a_bad_field(env, sts, tmp_path, trial):
 
 @scenario(0, command="secret")
 def secret_delete(env, sts, tmp_path, run):
-    keyring_file(env, tmp_path)
+    use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     keyring_holds(env, run, "password", SECRETS["keyring_secret"])
     return ["secret", "delete", CONN]  # the keyring's file changes, and must no longer hold it
@@ -786,7 +763,7 @@ def secret_delete(env, sts, tmp_path, run):
 
 @scenario(1, command="secret")
 def secret_delete_when_none_is_stored(env, sts, tmp_path, run):
-    keyring_file(env, tmp_path)
+    use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     keyring_holds(env, run, "password", SECRETS["keyring_secret"])
     return ["secret", "delete", CONN, "--field", "aws_session_token"]
@@ -794,7 +771,7 @@ def secret_delete_when_none_is_stored(env, sts, tmp_path, run):
 
 @scenario(0)
 def role_signed_with_keyring_secrets(env, sts, tmp_path, run):
-    keyring_file(env, tmp_path)
+    use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     keyring_holds(env, run, "password", SECRETS["keyring_secret"])
     keyring_holds(env, run, "aws_session_token", SECRETS["keyring_token"])
@@ -803,7 +780,7 @@ def role_signed_with_keyring_secrets(env, sts, tmp_path, run):
 
 @scenario(0, command="show")
 def show_a_secret_from_the_keyring(env, sts, tmp_path, run):
-    keyring_file(env, tmp_path)
+    use_file_keyring(env, tmp_path)
     env[VARIABLE] = login_only(sts, role_arn=ROLE_ARN)
     keyring_holds(env, run, "password", SECRETS["keyring_secret"])
     keyring_holds(env, run, "aws_session_token", SECRETS["keyring_token"])
@@ -817,7 +794,7 @@ def keyring_backend_that_cannot_be_loaded(env, sts, tmp_path):
     return ["--conn", CONN]
 
 
-# -- SAML through a Kerberos (SPNEGO) IdP: fixtures kdc, idp, krb_env of conftest.py -------------
+# -- SAML through a Kerberos (SPNEGO) IdP: fixtures kdc, idp, krb_env of servers/kerberos.py ----
 
 
 def saml_table(idp_url: str, *, proxies: bool = False, **settings) -> dict:

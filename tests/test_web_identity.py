@@ -1,5 +1,5 @@
 """AssumeRoleWithWebIdentity end to end: federation ``google`` (google-auth making its real
-HTTP calls to the loopback metadata server and OAuth token endpoint of conftest.py) and
+HTTP calls to the loopback metadata server and OAuth token endpoint of servers/google.py) and
 federation ``file`` (token files, rotated between fetches), against moto's STS behind the
 counting proxy. The installed ``credproc`` executable runs in subprocesses, as SDKs run it.
 
@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, GOOGLE_SA_EMAIL, GOOGLE_USER_CLIENT_ID, ROLE_ARN, SECRET_KEY, free_port
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, free_port, ok, one_error, run_together
+from servers.google import GOOGLE_SA_EMAIL, GOOGLE_USER_CLIENT_ID
 
 pytestmark = pytest.mark.integration
 
 CONN = "gweb"
 VARIABLE = "CREDPROC_CONN_GWEB"
+NAMED = f"'{CONN}'"  # what every error line must say: the connection
 AUDIENCE = "https://credproc.example.com/aws"
 ACTION = "AssumeRoleWithWebIdentity"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "aws-config" / "web-identity.toml"
@@ -68,24 +70,6 @@ def sts_calls(sts) -> list[dict]:
     return [r for r in sts.requests if r["action"] == ACTION]
 
 
-def ok(result: subprocess.CompletedProcess) -> dict:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    out = json.loads(result.stdout)
-    assert out["Version"] == 1 and out["AccessKeyId"] and out["SessionToken"], out
-    assert out["Expiration"].endswith("Z") and out.get("AccountId") == ACCOUNT, out
-    return out
-
-
-def one_error(result: subprocess.CompletedProcess, code: int) -> str:
-    """The single ``credproc: error:`` line of a failed run, with the expected exit code."""
-    assert result.returncode == code, f"exit {result.returncode}, expected {code}: {result.stderr}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("credproc: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert f"'{CONN}'" in lines[0], "the error names the connection"
-    return lines[0]
-
-
 def assert_nowhere(secret: str, env: dict, *results: subprocess.CompletedProcess) -> None:
     """The token is on no stream and in no file of the cache directory."""
     assert len(secret) > 20
@@ -114,7 +98,7 @@ def test_google_metadata_server(sts, genv, run, gce_metadata, google_issuer):
     genv["AWS_ACCESS_KEY_ID"], genv["AWS_SECRET_ACCESS_KEY"] = ACCESS_KEY, SECRET_KEY
     google(genv, sts)
     first = run(["--conn", CONN], genv)
-    out = ok(first)
+    out = ok(first, temporary=True, account=ACCOUNT)
 
     assert gce_metadata.count("ping") >= 1 and gce_metadata.count("refused") == 0
     assert gce_metadata.count("identity") == 1 and gce_metadata.audiences == [AUDIENCE]
@@ -140,7 +124,7 @@ def test_google_service_account_key(sts, genv, run, gce_metadata, google_token_e
     google(genv, sts, assume_role_kwargs={"DurationSeconds": 900, "RoleSessionName": "deploy-42",
                                           "Policy": json.dumps(policy)})
     result = run(["--conn", CONN], genv)
-    out = ok(result)
+    out = ok(result, temporary=True, account=ACCOUNT)
 
     # google-auth signed an assertion with the key; the endpoint verified it.
     assert google_token_endpoint.count("jwt-bearer") == 1 and google_token_endpoint.count("rejected") == 0
@@ -168,7 +152,7 @@ def test_google_gcloud_adc_file(sts, genv, run, gce_metadata, google_token_endpo
     google_token_endpoint.service_account_key(Path(genv["CLOUDSDK_CONFIG"]) / "application_default_credentials.json")
     google(genv, sts)
     result = run(["--conn", CONN], genv)
-    ok(result)
+    ok(result, temporary=True, account=ACCOUNT)
     assert google_token_endpoint.count("jwt-bearer") == 1
     assert gce_metadata.count("ping") == 0
     assert sent_token(sts) == google_issuer.issued[-1]
@@ -228,7 +212,7 @@ def test_google_token_endpoint_refuses(sts, genv, run, google_token_endpoint, tm
     google_token_endpoint.refuse = True
     genv["GOOGLE_APPLICATION_CREDENTIALS"] = str(key)
     google(genv, sts)
-    line = one_error(run(["--conn", CONN], genv), 1)
+    line = one_error(run(["--conn", CONN], genv), 1, NAMED)
     assert "Google refused an ID token" in line and "invalid_grant" in line and str(key) in line
     assert google_token_endpoint.count("rejected") == 1, "a refused grant is not retried"
     assert sts_calls(sts) == []
@@ -238,7 +222,7 @@ def test_google_token_endpoint_refuses(sts, genv, run, google_token_endpoint, tm
 def test_google_missing_audience(sts, genv, run, gce_metadata):
     genv.update(gce_metadata.env())
     define(genv, sts, assume_role_with_web_identity_federation="google")
-    line = one_error(run(["--conn", CONN], genv), 2)
+    line = one_error(run(["--conn", CONN], genv), 2, NAMED)
     assert "assume_role_with_web_identity_federation_audience" in line
     assert gce_metadata.count("ping") == 0 and sts_calls(sts) == []
 
@@ -255,7 +239,7 @@ def test_no_google_credentials_fails_fast(sts, genv, run, blackhole, metadata):
     started = time.monotonic()
     result = run(["--conn", CONN], genv, timeout=60)
     elapsed = time.monotonic() - started
-    line = one_error(result, 1)
+    line = one_error(result, 1, NAMED)
     assert elapsed < FAST_FAILURE_SECONDS, f"took {elapsed:.1f} s"
     assert "no Google credentials" in line and "GOOGLE_APPLICATION_CREDENTIALS is not set" in line
     assert genv["CLOUDSDK_CONFIG"] in line, "names the gcloud ADC file it looked for"
@@ -270,7 +254,7 @@ def test_google_application_credentials_not_found(sts, genv, run, gce_metadata, 
     missing = tmp_path / "nope.json"
     genv["GOOGLE_APPLICATION_CREDENTIALS"] = str(missing)
     google(genv, sts)
-    line = one_error(run(["--conn", CONN], genv), 1)
+    line = one_error(run(["--conn", CONN], genv), 1, NAMED)
     assert f"GOOGLE_APPLICATION_CREDENTIALS={missing}: no such file" in line
     assert gce_metadata.count("ping") == 0, "a broken explicit setting is not passed over"
 
@@ -278,7 +262,7 @@ def test_google_application_credentials_not_found(sts, genv, run, gce_metadata, 
 def test_google_credentials_file_that_never_ends(sts, genv, run, gce_metadata):
     genv["GOOGLE_APPLICATION_CREDENTIALS"] = "/dev/zero"
     google(genv, sts)
-    line = one_error(run(["--conn", CONN], genv, timeout=30), 1)
+    line = one_error(run(["--conn", CONN], genv, timeout=30), 1, NAMED)
     assert "GOOGLE_APPLICATION_CREDENTIALS=/dev/zero: larger than 1 MiB" in line
 
 
@@ -287,7 +271,7 @@ def test_google_credentials_of_another_type(sts, genv, run, tmp_path):
     path.write_text(json.dumps({"type": "external_account", "audience": "//iam.googleapis.com/x"}))
     genv["GOOGLE_APPLICATION_CREDENTIALS"] = str(path)
     google(genv, sts)
-    line = one_error(run(["--conn", CONN], genv), 1)
+    line = one_error(run(["--conn", CONN], genv), 1, NAMED)
     assert "'external_account'" in line and "service_account, authorized_user" in line
 
 
@@ -298,21 +282,9 @@ def test_google_stampede_one_token_one_sts_call(sts, genv, google_token_endpoint
     genv["GOOGLE_APPLICATION_CREDENTIALS"] = str(key)
     google(genv, sts)
     sts.delay[ACTION] = 1
-    procs = [subprocess.Popen([str(credproc_bin), "--conn", CONN], env=genv, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(16)]
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    results = run_together(credproc_bin, ["--conn", CONN], genv, 16)
     for result in results:
-        ok(result)
+        ok(result, temporary=True, account=ACCOUNT)
     assert len({r.stdout for r in results}) == 1
     assert google_token_endpoint.count("jwt-bearer") == 1 and len(google_issuer.issued) >= 1
     assert len(sts_calls(sts)) == 1
@@ -338,13 +310,13 @@ def test_google_extra_not_installed(sts, genv, run, tmp_path):
     (shadow / "google" / "__init__.py").write_text("")
     genv["PYTHONPATH"] = str(shadow)
     google(genv, sts)
-    line = one_error(run(["--conn", CONN], genv), 2)
+    line = one_error(run(["--conn", CONN], genv), 2, NAMED)
     assert "pip install 'credproc[google]'" in line and "google.auth" in line
 
     token_file = tmp_path / "token"
     token_file.write_text("a-token-from-a-file-0123456789")
     define(genv, sts, assume_role_with_web_identity_token_file=str(token_file))
-    ok(run(["--conn", CONN], genv))
+    ok(run(["--conn", CONN], genv), temporary=True, account=ACCOUNT)
 
 
 # -- federation "file" ----------------------------------------------------------------------
@@ -356,19 +328,19 @@ def test_token_file_is_read_afresh_at_every_fetch(sts, env, run, tmp_path):
     define(env, sts, assume_role_with_web_identity_federation="file",
            assume_role_with_web_identity_token_file=str(token_file))
     first = run(["--conn", CONN], env)
-    ok(first)
+    ok(first, temporary=True, account=ACCOUNT)
     assert sent_token(sts) == "first-token-0123456789abcdef", "surrounding whitespace is stripped"
 
     token_file.write_text("second-token-0123456789abcdef")  # rotated in place
     hit = run(["--conn", CONN], env)
     assert hit.stdout == first.stdout and len(sts_calls(sts)) == 1  # still valid: served from the cache
     refreshed = run(["--conn", CONN, "--refresh"], env)
-    ok(refreshed)
+    ok(refreshed, temporary=True, account=ACCOUNT)
     assert len(sts_calls(sts)) == 2 and sent_token(sts) == "second-token-0123456789abcdef"
 
     token_file.write_text("third-token-0123456789abcdef\n")
     uncached = run(["--conn", CONN, "--no-cache"], env)
-    ok(uncached)
+    ok(uncached, temporary=True, account=ACCOUNT)
     assert sent_token(sts) == "third-token-0123456789abcdef"
     for token in ("first-token-0123456789abcdef", "second-token-0123456789abcdef"):
         assert_nowhere(token, env, first, hit, refreshed, uncached)
@@ -382,7 +354,7 @@ def test_token_file_from_the_environment_is_the_default(sts, env, run, tmp_path)
     env["AWS_WEB_IDENTITY_TOKEN_FILE"] = str(token_file)
     define(env, sts)
     result = run(["--conn", CONN], env)
-    ok(result)
+    ok(result, temporary=True, account=ACCOUNT)
     assert sent_token(sts) == "eyJhbGciOiJSUzI1NiJ9.irsa-token.signature"
     assert_nowhere("eyJhbGciOiJSUzI1NiJ9.irsa-token.signature", env, result)
 
@@ -401,7 +373,7 @@ def test_token_file_missing_or_empty(sts, env, run, tmp_path, state):
     elif state == "directory":
         token_file.mkdir()
     define(env, sts, assume_role_with_web_identity_token_file=str(token_file))
-    line = one_error(run(["--conn", CONN], env), 1)
+    line = one_error(run(["--conn", CONN], env), 1, NAMED)
     assert str(token_file) in line and "assume_role_with_web_identity_token_file" in line
     expected = {"missing": "does not exist", "empty": "is empty", "blank": "is empty", "directory": "is a directory",
                 "endless": "larger than 64 KiB", "huge": "larger than 64 KiB"}
@@ -412,13 +384,13 @@ def test_token_file_missing_or_empty(sts, env, run, tmp_path, state):
 def test_token_file_not_configured(sts, env, run):
     env.pop("AWS_WEB_IDENTITY_TOKEN_FILE", None)
     define(env, sts)
-    line = one_error(run(["--conn", CONN], env), 2)
+    line = one_error(run(["--conn", CONN], env), 2, NAMED)
     assert "assume_role_with_web_identity_token_file" in line and "AWS_WEB_IDENTITY_TOKEN_FILE" in line
 
 
 def test_unknown_federation(sts, env, run):
     define(env, sts, assume_role_with_web_identity_federation="oidc")
-    line = one_error(run(["--conn", CONN], env), 2)
+    line = one_error(run(["--conn", CONN], env), 2, NAMED)
     assert "assume_role_with_web_identity_federation 'oidc'" in line and "file, google" in line
 
 
@@ -427,7 +399,7 @@ def test_reserved_parameters_in_assume_role_kwargs(sts, env, run, tmp_path):
     token_file.write_text("a-token-from-a-file-0123456789")
     define(env, sts, assume_role_with_web_identity_token_file=str(token_file),
            assume_role_kwargs={"WebIdentityToken": "other"})
-    line = one_error(run(["--conn", CONN], env), 2)
+    line = one_error(run(["--conn", CONN], env), 2, NAMED)
     assert "WebIdentityToken" in line and sts_calls(sts) == []
 
 
@@ -437,7 +409,7 @@ def test_sts_refusing_the_token_names_its_source_not_the_token(sts, env, run, tm
     define(env, sts, assume_role_with_web_identity_token_file=str(token_file))
     sts.faults = [(400, "InvalidIdentityToken")]
     result = run(["--conn", CONN], env)
-    line = one_error(result, 1)
+    line = one_error(result, 1, NAMED)
     assert "InvalidIdentityToken" in line and f"token from file {token_file}" in line
     assert_nowhere("a-token-sts-will-refuse-0123456789", env, result)
 
@@ -451,7 +423,7 @@ def test_aws_profile_running_this_connection_is_no_loop(sts, env, run, tmp_path,
     token_file = tmp_path / "token"
     token_file.write_text("a-token-from-a-file-0123456789")
     define(env, sts, assume_role_with_web_identity_token_file=str(token_file))
-    ok(run(["--conn", CONN], env))
+    ok(run(["--conn", CONN], env), temporary=True, account=ACCOUNT)
     assert len(sts_calls(sts)) == 1
 
 
@@ -471,7 +443,7 @@ def test_google_is_imported_only_to_fetch_a_google_token(sts, genv, run, gce_met
     genv.update(gce_metadata.env())
     google(genv, sts)
     miss, names = _imported(genv, CONN, tmp_path)
-    ok(subprocess.CompletedProcess([], miss.returncode, miss.stdout, ""))
+    ok(subprocess.CompletedProcess([], miss.returncode, miss.stdout, ""), temporary=True, account=ACCOUNT)
     assert "google.auth" in names, "could not see the imports (or the miss did not use google-auth)"
     hit, names = _imported(genv, CONN, tmp_path)
     assert hit.returncode == 0 and hit.stdout == miss.stdout

@@ -1,3 +1,7 @@
+"""Unit tests of credproc.connection, in process: what each key of a connection means once
+resolved (the initial key pair, region, endpoint, verify, role and method, role session
+name, deprecated extras, unknown keys, secrets registered for masking)."""
+
 import re
 from pathlib import Path
 

@@ -1,5 +1,5 @@
 """The on-disk cache, end to end: the installed ``credproc`` executable in subprocesses,
-against the local STS (moto behind the counting proxy of conftest.py).
+against the local STS (moto behind the counting proxy of servers/sts.py).
 
 What is checked is what users and SDKs see: how many AssumeRole calls reach STS, what is
 printed, what is left on disk, and what is said on stderr.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, ok, run_together
 
 pytestmark = pytest.mark.integration
 
@@ -63,14 +63,6 @@ def snapshot(directory: Path) -> dict:
     return out
 
 
-def ok(result: subprocess.CompletedProcess) -> dict:
-    """The printed credentials of a successful run."""
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    out = json.loads(result.stdout)
-    assert out["Version"] == 1 and out["AccessKeyId"] and out["SecretAccessKey"], out
-    return out
-
-
 def assumed(result: subprocess.CompletedProcess) -> dict:
     """The printed credentials of a successful run that assumed the role."""
     out = ok(result)
@@ -98,12 +90,6 @@ def assert_valid_hit(run, env, sts, expected_stdout: str) -> None:
     assert again.stdout == expected_stdout
     assert sts.count("AssumeRole") == before, "the replaced entry was not served"
     assert again.stderr == "", again.stderr
-
-
-def uri_with_extra(extra: dict, login: str = ACCESS_KEY, password: str = SECRET_KEY) -> str:
-    """An Airflow URI whose extra is real JSON in ``__extra__`` (for nested values)."""
-    auth = f"{urllib.parse.quote(login, safe='')}:{urllib.parse.quote(password, safe='')}@"
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
 
 
 @pytest.fixture
@@ -468,26 +454,14 @@ def test_unwritable_cache_dir_still_prints_credentials(sts, prod, run, tmp_path,
 def test_stampede_makes_one_sts_call(sts, prod, credproc_bin):
     env = prod
     sts.delay["AssumeRole"] = 2
-    procs = [subprocess.Popen([str(credproc_bin), "--conn", CONN], env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(32)]  # all started before any is waited for
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=120)
-            results.append((p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    failures = [(rc, err) for rc, _, err in results if rc != 0]
+    results = run_together(credproc_bin, ["--conn", CONN], env, 32)  # all started before any is waited for
+    failures = [(r.returncode, r.stderr) for r in results if r.returncode != 0]
     assert failures == [], failures
     assert sts.count("AssumeRole") == 1
-    stdouts = {out for _, out, _ in results}
+    stdouts = {r.stdout for r in results}
     assert len(stdouts) == 1, f"{len(stdouts)} different outputs"
-    assumed(subprocess.CompletedProcess([], 0, results[0][1], results[0][2]))
-    assert "waited" not in "".join(err for _, _, err in results)  # nobody gave up on the lock
+    assumed(results[0])
+    assert "waited" not in "".join(r.stderr for r in results)  # nobody gave up on the lock
 
 
 def test_sigkill_while_holding_the_lock(sts, prod, run, credproc_bin):
@@ -534,7 +508,7 @@ def test_sigkill_while_holding_the_lock(sts, prod, run, credproc_bin):
 def test_fifteen_minute_role_is_served_for_its_first_minutes(sts, env, run):
     extra = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
              "assume_role_kwargs": {"DurationSeconds": 900}}
-    env[f"CREDPROC_CONN_{CONN.upper()}"] = uri_with_extra(extra)
+    env[f"CREDPROC_CONN_{CONN.upper()}"] = extra_uri(extra)
     first = run(["--conn", CONN], env)
     out = assumed(first)
     assert sts.count("AssumeRole") == 1

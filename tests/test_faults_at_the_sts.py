@@ -9,20 +9,18 @@ never answers costs about 31 s by default (3 attempts, 10 s read timeout each) a
 when the connection asks for it.
 
 Faults come from the counting proxy in front of moto (``sts.faults``) and from
-``blackhole`` (conftest.py): a port that accepts and never answers, and one whose connect
+``blackhole`` (servers/blackhole.py): a port that accepts and never answers, and one whose connect
 never completes. Each parametrized case is one trial; its id says what it tries.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, conn_uri, credentials_only, extra_uri, stderr_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +29,6 @@ VARIABLE = f"CREDPROC_CONN_{CONN.upper()}"
 
 THROTTLING = (400, "Throttling")
 BURST_5XX = [(500, "InternalFailure"), (502, "BadGateway"), (503, "ServiceUnavailable"), (504, "GatewayTimeout")]
-
-
-def uri_with_extra(endpoint: str, extra: dict) -> str:
-    full = {"endpoint_url": endpoint, "region_name": "us-east-1", "role_arn": ROLE_ARN, **extra}
-    auth = f"{urllib.parse.quote(ACCESS_KEY, safe='')}:{urllib.parse.quote(SECRET_KEY, safe='')}@"
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(full), safe='')}"
 
 
 def the_error(result, code: int = 1) -> str:
@@ -106,7 +98,7 @@ def apply_budget(budget: str, env: dict, sts, tmp_path) -> list[str]:
             extra["config_kwargs"] = {"retries": retries}
         else:
             raise AssertionError(budget)
-    env[VARIABLE] = uri_with_extra(sts.url, extra)
+    env[VARIABLE] = extra_uri({"role_arn": ROLE_ARN, **extra}, endpoint=sts.url)
     return args
 
 
@@ -159,7 +151,8 @@ def test_dead_sts_with_strict_settings_fails_well_inside_5s(env, run, blackhole,
     ``retries.total_max_attempts`` 1 or 2 in the connection end the run, exit 1, well
     inside 5 s, with one line saying STS did not answer."""
     url = blackhole.read_url if where == "read" else blackhole.connect_url
-    env[VARIABLE] = uri_with_extra(url, {"config_kwargs": {**STRICT, "retries": {"total_max_attempts": attempts}}})
+    config = {**STRICT, "retries": {"total_max_attempts": attempts}}
+    env[VARIABLE] = extra_uri({"role_arn": ROLE_ARN, "config_kwargs": config}, endpoint=url)
     result, elapsed = timed(run, env)
     line = the_error(result, 1)
     assert "STS did not answer" in line and ("Read timeout" if where == "read" else "Connect timeout") in line, line
@@ -192,7 +185,8 @@ def test_sts_answering_nonsense_is_a_clear_failure(sts, env, run, status, code):
     with HTTP 200, as a wrong endpoint_url or a middlebox can send; a redirect; a status STS
     never uses): exit 1, one line naming the connection, and not credproc's "unexpected
     exception" line."""
-    env[VARIABLE] = uri_with_extra(sts.url, {"config_kwargs": {"retries": {"total_max_attempts": 1}}})
+    env[VARIABLE] = extra_uri({"role_arn": ROLE_ARN, "config_kwargs": {"retries": {"total_max_attempts": 1}}},
+                              endpoint=sts.url)
     sts.faults.append((status, code))
     result = run(["--conn", CONN], env)
     line = the_error(result, 1)

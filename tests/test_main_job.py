@@ -1,4 +1,5 @@
-"""Connections end to end: the installed ``credproc`` executable against the local STS.
+"""The main job end to end: ``credproc --conn ID``, the installed executable as SDKs run it,
+against the local STS.
 
 Every form a connection arrives in, what each field and extra means at the STS (seen by the
 counting proxy: the action, its parameters and the signing key), the empty connection and
@@ -15,7 +16,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri
+from helpers import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, header, ok, one_error, \
+    signing_key, toml_string, write_toml
 
 pytestmark = pytest.mark.integration
 
@@ -24,29 +26,6 @@ SECRETS = (SECRET_KEY, ENCODED_SECRET)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def ok(result) -> dict:
-    """The printed credentials of a successful run."""
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    out = json.loads(result.stdout)
-    assert out["Version"] == 1
-    return out
-
-
-def header(request: dict, name: str) -> str:
-    for key, value in request["headers"].items():
-        if key.lower() == name.lower():
-            return value
-    return ""
-
-
-def signing_key(request: dict) -> str:
-    """The access key id in the request's SigV4 credential scope."""
-    match = re.search(r"Credential=([^/,\s]+)/", header(request, "Authorization"))
-    assert match, f"unsigned request: {request['headers']}"
-    return match.group(1)
 
 
 def requests_for(sts, action: str = "AssumeRole") -> list[dict]:
@@ -61,28 +40,6 @@ def only_request(sts, action: str = "AssumeRole") -> dict:
 
 def warnings(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("credproc: warning:")]
-
-
-def one_error(result, code: int, *needles: str, strict: bool = True, secrets=SECRETS) -> str:
-    """The single ``credproc: error:`` line of a failed run, checked for what it must name.
-
-    ``strict``: stderr is that one line and nothing else (no warning either).
-    """
-    assert result.returncode == code, f"exit {result.returncode} (wanted {code}): {result.stderr}"
-    assert result.stdout == "", result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("credproc: error:")]
-    assert len(errors) == 1, result.stderr
-    if strict:
-        assert lines == errors, result.stderr
-    else:
-        assert all(line.startswith(("credproc: error:", "credproc: warning:")) for line in lines), result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    for secret in secrets:
-        assert secret not in result.stderr, "a secret leaked to stderr"
-    for needle in needles:
-        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 def sigv4_signature(request: dict, url: str, access_key: str, secret_key: str, region: str = "us-east-1") -> str:
@@ -105,25 +62,9 @@ def recorded_signature(request: dict) -> str:
     return re.search(r"Signature=([0-9a-f]+)", header(request, "Authorization")).group(1)
 
 
-def toml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string of printable ASCII is a TOML basic string
-
-
-def write_toml(env, text: str) -> None:
-    with open(env["CREDPROC_CONFIG"], "w", encoding="utf-8") as f:
-        f.write(text)
-
-
 def write_aws_config(env, text: str) -> None:
     with open(env["AWS_CONFIG_FILE"], "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def extra_uri(endpoint: str, extra: dict, *, login: str = ACCESS_KEY, password: str = SECRET_KEY) -> str:
-    """A URI whose extra is real JSON in ``__extra__``."""
-    extra = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
-    auth = f"{urllib.parse.quote(login, safe='')}:{urllib.parse.quote(password, safe='')}@" if login else ""
-    return f"aws://{auth}/?" + urllib.parse.urlencode({"__extra__": json.dumps(extra)})
 
 
 def assumed(out: dict) -> None:
@@ -189,10 +130,10 @@ def test_airflow_json(sts, env, run):
 def test_toml_keys_in_table(sts, env, run):
     write_toml(env, f"""
 [connections.filed]
-login = {toml_str(ACCESS_KEY)}
-password = {toml_str(SECRET_KEY)}
-role_arn = {toml_str(ROLE_ARN)}
-endpoint_url = {toml_str(sts.url)}
+login = {toml_string(ACCESS_KEY)}
+password = {toml_string(SECRET_KEY)}
+role_arn = {toml_string(ROLE_ARN)}
+endpoint_url = {toml_string(sts.url)}
 region_name = "us-east-1"
 assume_role_kwargs = {{ DurationSeconds = 1800 }}
 """)
@@ -207,12 +148,12 @@ assume_role_kwargs = {{ DurationSeconds = 1800 }}
 def test_toml_extra_sub_table(sts, env, run):
     write_toml(env, f"""
 [connections.filed]
-login = {toml_str(ACCESS_KEY)}
-password = {toml_str(SECRET_KEY)}
+login = {toml_string(ACCESS_KEY)}
+password = {toml_string(SECRET_KEY)}
 
 [connections.filed.extra]
-role_arn = {toml_str(ROLE_ARN)}
-endpoint_url = {toml_str(sts.url)}
+role_arn = {toml_string(ROLE_ARN)}
+endpoint_url = {toml_string(sts.url)}
 region_name = "us-east-1"
 """)
     assumed(ok(run(["--conn", "filed"], env)))
@@ -238,10 +179,10 @@ def test_airflow_variable_is_upper_cased_only(sts, env, run):
 def test_precedence_credproc_then_airflow_then_file(sts, env, run):
     write_toml(env, f"""
 [connections.prec]
-login = {toml_str(ACCESS_KEY)}
-password = {toml_str(SECRET_KEY)}
-role_arn = {toml_str(role("from-file"))}
-endpoint_url = {toml_str(sts.url)}
+login = {toml_string(ACCESS_KEY)}
+password = {toml_string(SECRET_KEY)}
+role_arn = {toml_string(role("from-file"))}
+endpoint_url = {toml_string(sts.url)}
 region_name = "us-east-1"
 """)
     env["AIRFLOW_CONN_PREC"] = conn_uri(sts.url, role_arn=role("from-airflow"))
@@ -276,10 +217,10 @@ def test_airflow_json_with_every_field(sts, env, run):
 def test_toml_dotted_id_in_quotes(sts, env, run):
     write_toml(env, f"""
 [connections."team.prod"]
-login = {toml_str(ACCESS_KEY)}
-password = {toml_str(SECRET_KEY)}
-role_arn = {toml_str(ROLE_ARN)}
-endpoint_url = {toml_str(sts.url)}
+login = {toml_string(ACCESS_KEY)}
+password = {toml_string(SECRET_KEY)}
+role_arn = {toml_string(ROLE_ARN)}
+endpoint_url = {toml_string(sts.url)}
 region_name = "us-east-1"
 """)
     assumed(ok(run(["--conn", "team.prod"], env)))
@@ -400,8 +341,8 @@ def test_role_session_name_override(sts, env, run):
 
 
 def test_duration_seconds_via_extra_json(sts, env, run):
-    env["CREDPROC_CONN_PROD"] = extra_uri(sts.url, {"role_arn": ROLE_ARN,
-                                                   "assume_role_kwargs": {"DurationSeconds": 900}})
+    env["CREDPROC_CONN_PROD"] = extra_uri({"role_arn": ROLE_ARN,
+                                          "assume_role_kwargs": {"DurationSeconds": 900}}, endpoint=sts.url)
     result = run(["--conn", "prod"], env)
     out = ok(result)
     assert result.stderr == ""
@@ -432,8 +373,8 @@ def test_deprecated_external_id(sts, env, run):
 
 
 def test_external_id_in_assume_role_kwargs_wins(sts, env, run):
-    env["CREDPROC_CONN_PARTNER"] = extra_uri(sts.url, {
-        "role_arn": ROLE_ARN, "external_id": "old", "assume_role_kwargs": {"ExternalId": "new"}})
+    env["CREDPROC_CONN_PARTNER"] = extra_uri({
+        "role_arn": ROLE_ARN, "external_id": "old", "assume_role_kwargs": {"ExternalId": "new"}}, endpoint=sts.url)
     ok(run(["--conn", "partner"], env))
     assert only_request(sts)["params"]["ExternalId"] == "new"
 
@@ -696,8 +637,8 @@ def test_retry_settings_from_aws_profile(sts, env, run):
 
 
 def test_config_kwargs_retries_keep_botocores_meaning(sts, env, run):
-    env["CREDPROC_CONN_PROD"] = extra_uri(sts.url, {
-        "role_arn": ROLE_ARN, "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}})
+    env["CREDPROC_CONN_PROD"] = extra_uri({
+        "role_arn": ROLE_ARN, "config_kwargs": {"retries": {"max_attempts": 1, "mode": "standard"}}}, endpoint=sts.url)
     env["AWS_MAX_ATTEMPTS"] = "5"  # config_kwargs.retries wins over the environment
     sts.faults.extend([(400, "Throttling")] * 3)
     one_error(run(["--conn", "prod"], env), 1, "Throttling")
@@ -749,7 +690,7 @@ def test_json_not_an_object(sts, env, run, value, where):
 
 
 def test_invalid_toml_names_the_file(sts, env, run):
-    write_toml(env, f"[connections.prod]\nlogin = {toml_str(ACCESS_KEY)}\npassword = {toml_str(SECRET_KEY)}\n"
+    write_toml(env, f"[connections.prod]\nlogin = {toml_string(ACCESS_KEY)}\npassword = {toml_string(SECRET_KEY)}\n"
                     "role_arn = arn:aws:iam::123456789012:role/x\n")
     one_error(run(["--conn", "prod"], env), 2, env["CREDPROC_CONFIG"], "TOML")
 
@@ -757,12 +698,12 @@ def test_invalid_toml_names_the_file(sts, env, run):
 def test_same_key_in_table_and_extra(sts, env, run):
     write_toml(env, f"""
 [connections.prod]
-login = {toml_str(ACCESS_KEY)}
-password = {toml_str(SECRET_KEY)}
-role_arn = {toml_str(ROLE_ARN)}
+login = {toml_string(ACCESS_KEY)}
+password = {toml_string(SECRET_KEY)}
+role_arn = {toml_string(ROLE_ARN)}
 
 [connections.prod.extra]
-role_arn = {toml_str(role("other"))}
+role_arn = {toml_string(role("other"))}
 """)
     one_error(run(["--conn", "prod"], env), 2, env["CREDPROC_CONFIG"], "[connections.prod]", "role_arn")
 
@@ -786,14 +727,14 @@ def test_verify_missing_file(sts, env, run, tmp_path):
 
 
 def test_session_kwargs_unknown_key(sts, env, run):
-    env["CREDPROC_CONN_PROD"] = extra_uri(sts.url, {"role_arn": ROLE_ARN,
-                                                   "session_kwargs": {"botocore_sesion": "x"}})
+    env["CREDPROC_CONN_PROD"] = extra_uri({"role_arn": ROLE_ARN,
+                                          "session_kwargs": {"botocore_sesion": "x"}}, endpoint=sts.url)
     one_error(run(["--conn", "prod"], env), 2, "CREDPROC_CONN_PROD", "session_kwargs", "botocore_sesion")
 
 
 def test_config_kwargs_unknown_key(sts, env, run):
-    env["CREDPROC_CONN_PROD"] = extra_uri(sts.url, {"role_arn": ROLE_ARN,
-                                                   "config_kwargs": {"connect_timout": 3}})
+    env["CREDPROC_CONN_PROD"] = extra_uri({"role_arn": ROLE_ARN,
+                                          "config_kwargs": {"connect_timout": 3}}, endpoint=sts.url)
     one_error(run(["--conn", "prod"], env), 2, "CREDPROC_CONN_PROD", "config_kwargs", "connect_timout")
     assert sts.requests == []
 

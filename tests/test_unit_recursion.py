@@ -1,3 +1,6 @@
+"""Unit tests of credproc.recursion, in process: recognising a profile whose credential_process
+runs credproc for the same connection, and the depth guard of chained runs."""
+
 import pytest
 
 from credproc.errors import ConfigError

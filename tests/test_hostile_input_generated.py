@@ -6,13 +6,13 @@ The property, for every input: no traceback; exit 0, 1 or 2; stderr holds only o
 ``credproc: warning:`` / ``credproc: error:`` messages, exactly one error line (the last)
 when the run fails, and never the generic "(run with --debug for the traceback)" line that
 means an exception credproc did not expect; stdout is empty on failure and holds nothing but
-the credential JSON on success. See ``conftest.stderr_verdict``.
+the credential JSON on success. See ``helpers.stderr_verdict``.
 
 Example counts: ``CREDPROC_EXAMPLES`` per property, half that for the two whose every
 example is a full fetch (default 40: the file takes about a minute and a half on 2 cores);
 the full run is
 
-    CREDPROC_EXAMPLES=500 .venv/bin/python -m pytest -p no:cacheprovider tests/test_hostile_input.py
+    CREDPROC_EXAMPLES=500 .venv/bin/python -m pytest -p no:cacheprovider tests/test_hostile_input_generated.py
 
 Runs are reproducible (``derandomize``); no example database is written. Inputs stay on
 127.0.0.1: endpoints are drawn from the local STS, a closed port and strings without a
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import subprocess
 import urllib.parse
@@ -39,7 +38,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from conftest import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, credentials_only, stderr_verdict  # noqa: E402
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict, \
+    toml_key, toml_value  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -342,48 +342,6 @@ def hostile_json(draw, sts_url: str) -> str:
     return document
 
 
-def toml_string(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
-    return key if bare else toml_string(key)
-
-
-def toml_value(value) -> str:
-    """A TOML inline value for ``value``; None has no TOML form and becomes an empty string."""
-    if value is None:
-        return '""'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
-
-
 toml_extras_values = json_values | st.datetimes(min_value=dt.datetime(1970, 1, 1)) | st.dates() | st.times()
 
 
@@ -470,8 +428,6 @@ def test_toml_definitions(sts, hostile, tmp_path, n):
 @half_examples
 def test_connection_ids(sts, hostile, n):
     """Any id on the command line: found through its variable name, or an error naming it."""
-    from conftest import conn_uri
-
     ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=70)
 
     @HALF
@@ -525,7 +481,7 @@ def cache_contents(draw, real: bytes) -> bytes:
 def test_cache_file_contents(sts, env, hostile, n):
     """Whatever the entry file holds, the run succeeds (STS is up): a valid entry is served,
     anything else is a miss with at most one warning naming the entry. Bodies under a
-    *recomputed* digest are left to tests/test_attacks.py (planted entries)."""
+    *recomputed* digest are left to tests/test_hostile_surroundings.py (planted entries)."""
     first = hostile({VARIABLE: _valid(sts.url)})  # the same environment, hence the same entry, as below
     assert first.returncode == 0, first.stderr
     (entry,) = Path(env["CREDPROC_CACHE_DIR"]).glob("*.entry")
@@ -554,6 +510,4 @@ def test_cache_file_contents(sts, env, hostile, n):
 
 
 def _valid(sts_url: str) -> str:
-    from conftest import conn_uri
-
     return conn_uri(sts_url, role_arn=ROLE_ARN)

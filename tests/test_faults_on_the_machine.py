@@ -8,7 +8,7 @@ fetched around, a cache that cannot be written still yields credentials) with th
 Trial counts. ``test_sigkill_at_random_moments_of_a_refresh`` runs ``CREDPROC_TRIALS``
 trials (default 21, about 40 s on 2 cores, so CI stays fast); the full run is
 
-    CREDPROC_TRIALS=300 .venv/bin/python -m pytest -p no:cacheprovider tests/test_faults.py -k sigkill
+    CREDPROC_TRIALS=300 .venv/bin/python -m pytest -p no:cacheprovider tests/test_faults_on_the_machine.py -k sigkill
 
 (about 5 minutes). ``CREDPROC_SEED`` replays a run: the seed is printed in the test's output.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROLE_ARN, conn_uri, credentials_only, stderr_verdict
+from helpers import ROLE_ARN, conn_uri, credentials_only, finish, start, stderr_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -62,21 +62,6 @@ def cache_dir(env) -> Path:
 def files(env, pattern: str) -> list[Path]:
     d = cache_dir(env)
     return sorted(d.glob(pattern)) if d.is_dir() else []
-
-
-def start(credproc_bin, args, env) -> subprocess.Popen:
-    return subprocess.Popen([str(credproc_bin), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"credproc did not finish within {timeout}s: {err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def clean_success(result: subprocess.CompletedProcess) -> dict:
@@ -124,8 +109,8 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 30) -> bool:
 
 
 SITECUSTOMIZE = '''\
-"""Test hook of tests/test_faults.py, imported by Python at start-up through PYTHONPATH:
-widen the window between writing a cache entry's temporary file and renaming it."""
+"""Test hook of tests/test_faults_on_the_machine.py, imported by Python at start-up through
+PYTHONPATH: widen the window between writing a cache entry's temporary file and renaming it."""
 import os
 import time
 
@@ -394,7 +379,7 @@ def test_file_size_limit_still_prints_credentials(sts, prod, credproc_bin):
 
 def _tmpfs_works(tmp_path: Path) -> bool:
     """Whether this machine lets us mount a tmpfs in a private mount namespace (root with
-    CAP_SYS_ADMIN, as tests/test_cache.py's read-only variant needs too)."""
+    CAP_SYS_ADMIN, as tests/test_cache_end_to_end.py's read-only variant needs too)."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"):
         return False
     probe = tmp_path / "mount-probe"

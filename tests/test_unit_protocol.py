@@ -1,3 +1,5 @@
+"""Unit tests of credproc.protocol, in process: the credential_process JSON credproc prints."""
+
 import json
 from datetime import datetime, timedelta, timezone
 

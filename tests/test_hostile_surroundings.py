@@ -7,26 +7,25 @@ warning; an entry that is not this connection's is refused; a connection that le
 itself fails fast with exit 2, spawning at most a couple of processes; credproc never reads
 stdin and never writes anything but the JSON to stdout.
 
-(tests/test_cache.py already covers corrupt entries, untrusted entry modes and owners, and an
-entry symlinked to a valid entry or a FIFO; this file adds the directory, the lock file,
-hard links, special files and forged entries.)
+(tests/test_cache_end_to_end.py already covers corrupt entries, untrusted entry modes and
+owners, and an entry symlinked to a valid entry or a FIFO; this file adds the directory, the
+lock file, hard links, special files and forged entries.)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 import subprocess
 import time
-import urllib.parse
 from hashlib import sha256
 from pathlib import Path
 
 import pytest
 
-from conftest import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict
+from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, counting_wrapper, credentials_only, \
+    extra_uri, stderr_verdict
 
 pytestmark = pytest.mark.integration
 
@@ -282,20 +281,6 @@ def test_entry_copied_from_another_connection_is_refused(sts, prod, run):
 # -- recursion -----------------------------------------------------------------------------------------
 
 
-def wrapper(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    """An executable ``name`` that logs each start to a file, then runs credproc."""
-    log = tmp_path / f"{name}.log"
-    path = tmp_path / name
-    path.write_text(f'#!/bin/sh\necho "$$ $*" >> {log}\nexec {CREDPROC} "$@"\n')
-    path.chmod(0o755)
-    return path, log
-
-
-def extra_uri(extra: dict, login: str = "") -> str:
-    auth = f"{login}:{urllib.parse.quote(SECRET_KEY, safe='')}@" if login else ""
-    return f"aws://{auth}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
-
-
 LOOPS = ["profile_name", "session_kwargs.profile_name", "inherited-AWS_PROFILE", "two-connection-cycle"]
 
 
@@ -307,19 +292,19 @@ def test_recursion_fails_fast_with_few_processes(sts, env, tmp_path, loop, visib
     wrapper script that hides it (found by CREDPROC_CHAIN in the first child). Every start
     is counted through the wrapper: at most 2 processes for a loop onto itself, 3 for a
     cycle of two connections; exit 2, one line, no STS call, well under 10 s."""
-    program, log = wrapper(tmp_path, "credproc-logged" if visible else "aws-creds-helper")
+    program, log = counting_wrapper(tmp_path, "credproc-logged" if visible else "aws-creds-helper")
     base = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN}
     aws_config = f"[profile loop]\ncredential_process = {program} --conn {CONN}\n"
     if loop == "profile_name":
-        env[VARIABLE] = extra_uri({**base, "profile_name": "loop"})
+        env[VARIABLE] = extra_uri({**base, "profile_name": "loop"}, login="")
     elif loop == "session_kwargs.profile_name":
-        env[VARIABLE] = extra_uri({**base, "session_kwargs": {"profile_name": "loop"}})
+        env[VARIABLE] = extra_uri({**base, "session_kwargs": {"profile_name": "loop"}}, login="")
     elif loop == "inherited-AWS_PROFILE":
-        env[VARIABLE] = extra_uri(base)
+        env[VARIABLE] = extra_uri(base, login="")
         env["AWS_PROFILE"] = "loop"
     else:  # prod signs with profile "other", which runs credproc for "other", signed by "loop" -> prod
-        env[VARIABLE] = extra_uri({**base, "profile_name": "other"})
-        env["CREDPROC_CONN_OTHER"] = extra_uri({**base, "profile_name": "loop"})
+        env[VARIABLE] = extra_uri({**base, "profile_name": "other"}, login="")
+        env["CREDPROC_CONN_OTHER"] = extra_uri({**base, "profile_name": "loop"}, login="")
         aws_config += f"[profile other]\ncredential_process = {program} --conn other\n"
     Path(env["AWS_CONFIG_FILE"]).write_text(aws_config)
     started = time.monotonic()
@@ -414,7 +399,7 @@ def test_stdout_is_only_the_json_even_with_warnings_and_debug(sts, env, run):
     # Chained: "chained" signs with profile "base", which runs credproc --conn base.
     env["CREDPROC_CONN_BASE"] = conn_uri(sts.url, region="x")  # a warning in the child too
     env["CREDPROC_CONN_CHAINED"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                              "role_arn": ROLE_ARN, "profile_name": "base"})
+                                              "role_arn": ROLE_ARN, "profile_name": "base"}, login="")
     Path(env["AWS_CONFIG_FILE"]).write_text(f"[profile base]\ncredential_process = {CREDPROC} --conn base\n")
     for args in (["--conn", "chained"], ["--conn", "chained", "--debug"]):
         result = run(args, env)

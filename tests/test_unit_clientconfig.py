@@ -1,3 +1,6 @@
+"""Unit tests of credproc.clientconfig, in process: the botocore Config of the STS client, and
+which retry settings win (config_kwargs, environment, AWS profile)."""
+
 import pytest
 from botocore import UNSIGNED
 

@@ -1,3 +1,6 @@
+"""Unit tests of credproc.sources, in process: where a connection is defined (variables, the
+config file) and how its URI, JSON and TOML forms are parsed."""
+
 import json
 import os
 

@@ -1,3 +1,6 @@
+"""Unit tests of credproc.cache, in process: freshness and refresh margins, the cache key
+(identity), where the cache lives, the entry file format and what is refused, and get_or_fetch."""
+
 import os
 import stat
 import time

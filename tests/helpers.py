@@ -1,0 +1,325 @@
+"""What several test files share: the planted identity and the installed executable, builders
+for connection definitions in the forms credproc reads, the checks on a finished run, and
+small process helpers.
+
+Test files import it by name (``from helpers import ok, one_error``): conftest.py puts this
+directory on ``sys.path`` and registers this module for pytest's assertion rewriting, so a
+failed check here reports its values like an assert in a test does. Fixtures and the servers
+they start are in ``servers/``; this module starts nothing and holds no fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import urllib.parse
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+# -- who the tests are ----------------------------------------------------------------------
+
+BIN = Path(sys.executable).parent  # the venv that runs pytest, with credproc installed in it
+CREDPROC = BIN / "credproc"
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/credproc-test"
+ROLE_NAME = ROLE_ARN.rsplit("/", 1)[1]
+ASSUMED_PREFIX = f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE_NAME}/"  # + the role session name
+ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"  # with a '/', as real ones often have
+# The forms of SECRET_KEY a leak shows up in: as is, and percent-encoded as in a URI.
+SECRET_KEY_FORMS = (SECRET_KEY, urllib.parse.quote(SECRET_KEY, safe=""))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- connection definitions -------------------------------------------------------------------
+
+
+def conn_uri(endpoint: str, *, login: str = ACCESS_KEY, password: str | None = SECRET_KEY, **extra: str) -> str:
+    """An Airflow URI for a connection at ``endpoint``, the extras in the query string.
+
+    The key pair is percent-encoded; ``password=None`` gives the login alone (``aws://KEY@/``,
+    the keyring has the secret), ``login=""`` no key pair at all."""
+    query = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
+    return f"aws://{_auth(login, password)}/?{urllib.parse.urlencode(query)}"
+
+
+def extra_uri(extra: dict, *, endpoint: str | None = None, login: str = ACCESS_KEY,
+              password: str | None = SECRET_KEY) -> str:
+    """An Airflow URI whose extra is real JSON in ``__extra__``, for nested values.
+
+    ``endpoint`` adds ``endpoint_url`` and ``region_name = "us-east-1"`` in front of ``extra``;
+    ``login`` and ``password`` as for :func:`conn_uri`."""
+    if endpoint is not None:
+        extra = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
+    return f"aws://{_auth(login, password)}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
+
+
+def _auth(login: str, password: str | None) -> str:
+    if not login:
+        return ""
+    if password is None:
+        return f"{urllib.parse.quote(login, safe='')}@"
+    return f"{urllib.parse.quote(login, safe='')}:{urllib.parse.quote(password, safe='')}@"
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is."""
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(key: str) -> str:
+    """A TOML key: bare when TOML allows it, else quoted."""
+    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return key if bare else toml_string(key)
+
+
+def toml_value(value) -> str:
+    """``value`` as a TOML inline value (tables for dicts, arrays for lists, any nesting).
+
+    None has no TOML form and becomes an empty string; non-finite floats are TOML's
+    ``nan``/``inf``; dates and times are TOML's own (not strings)."""
+    if value is None:
+        return '""'
+    if isinstance(value, bool):  # before int: True is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(type(value))
+
+
+def write_toml(env: dict, text: str) -> None:
+    """Write the config file ``env`` points credproc at (indentation common to all lines removed)."""
+    Path(env["CREDPROC_CONFIG"]).write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+# -- checks on a finished credproc run ---------------------------------------------------------
+
+
+def credentials_only(stdout: str) -> dict:
+    """The credentials of a successful run, asserting stdout holds that JSON and nothing else
+    (one line: SDKs parse all of stdout as one JSON document)."""
+    assert stdout.endswith("\n") and stdout.count("\n") == 1 and stdout.startswith("{"), repr(stdout[:300])
+    out = json.loads(stdout)
+    assert isinstance(out, dict) and out.get("Version") == 1, out
+    for key in ("AccessKeyId", "SecretAccessKey"):
+        assert isinstance(out.get(key), str) and out[key], out
+    assert set(out) <= {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "AccountId"}, out
+    return out
+
+
+def stderr_verdict(result: subprocess.CompletedProcess, debug: bool = False) -> list[str]:
+    """Check the shape of stderr for any run, and return its warning lines.
+
+    Every line is ``credproc: warning: ...`` or ``credproc: error: ...`` (so no message spills
+    over lines, and no traceback); a failed run (exit 1 or 2) ends with exactly one error line
+    and prints nothing on stdout; a successful one has no error line and prints only JSON.
+    With ``debug`` (a run with --debug), log lines (``credproc: DEBUG: ...``) are allowed too,
+    and a traceback before the error line of a failed run.
+    """
+    assert result.returncode in (0, 1, 2), f"exit {result.returncode}: {result.stderr[-2000:]}"
+    lines = result.stderr.splitlines()
+    if not (debug and result.returncode != 0):
+        assert "Traceback" not in result.stderr, result.stderr[-4000:]
+        allowed = ("credproc: ",) if debug else ("credproc: warning: ", "credproc: error: ")
+        strays = [line for line in lines if not line.startswith(allowed)]
+        assert strays == [], f"stderr lines that are not credproc's one-line messages: {strays[:5]}"
+    errors = [line for line in lines if line.startswith("credproc: error: ")]
+    if result.returncode == 0:
+        assert errors == [], errors
+        credentials_only(result.stdout)
+    else:
+        assert result.stdout == "", f"stdout of a failed run: {result.stdout[:300]!r}"
+        assert len(errors) == 1 and lines[-1] == errors[0], f"want exactly one error line, last: {lines}"
+    return [line for line in lines if line.startswith("credproc: warning: ")]
+
+
+def ok(result: subprocess.CompletedProcess, *, text: bool = False, temporary: bool = False,
+       account: str | None = None):
+    """What a successful run printed: exit 0 and no traceback on stderr (warnings may be there).
+
+    By default the run is the main job: stdout must be the credential JSON alone
+    (:func:`credentials_only`), returned as a dict. ``temporary``: the credentials are a
+    role session's, with a session token and an expiry; ``account``: they say this AccountId.
+    ``text``: the run is a command for people (list, show, secret, ...): stdout is returned
+    as the text it is.
+    """
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    if text:
+        return result.stdout
+    out = credentials_only(result.stdout)
+    if temporary:
+        assert out.get("SessionToken") and out.get("Expiration", "").endswith("Z"), out
+    if account is not None:
+        assert out.get("AccountId") == account, out
+    return out
+
+
+def one_error(result: subprocess.CompletedProcess, code: int, *needles: str, alone: bool = True,
+              secrets: tuple[str, ...] = SECRET_KEY_FORMS) -> str:
+    """The one ``credproc: error:`` line of a failed run, checked for every needle.
+
+    Always: exit ``code``, nothing on stdout, no traceback, exactly one error line, the last
+    line of stderr, with none of ``secrets`` anywhere on stderr (by default the planted
+    SECRET_KEY, plain and percent-encoded). ``alone``: stderr is that line and nothing else;
+    ``alone=False`` lets other lines come before it (warnings, a session factory's own log
+    lines, a keyring backend's notes).
+    """
+    assert result.returncode == code, f"exit {result.returncode} (wanted {code}):\n{result.stdout}{result.stderr}"
+    assert result.stdout == "", f"stdout of a failed run: {result.stdout[:300]!r}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("credproc: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], f"want exactly one error line, last: {result.stderr}"
+    if alone:
+        assert lines == errors, f"want the error line alone on stderr: {result.stderr}"
+    for secret in secrets:
+        assert secret not in result.stderr, "a secret leaked to stderr"
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def assert_no_secret(*results: subprocess.CompletedProcess, secrets) -> None:
+    """None of ``secrets`` is on the stdout or stderr of any of ``results``."""
+    for result in results:
+        for secret in secrets:
+            assert secret not in result.stdout, f"secret on stdout:\n{result.stdout}"
+            assert secret not in result.stderr, f"secret on stderr:\n{result.stderr}"
+
+
+# -- what reached the STS (the counting proxy's ``sts.requests``) ------------------------------
+
+
+def header(request: dict, name: str) -> str:
+    """A header of a recorded request, whatever the case of its name ("" when absent)."""
+    for key, value in request["headers"].items():
+        if key.lower() == name.lower():
+            return value
+    return ""
+
+
+def signing_key(request: dict) -> str:
+    """The access key id in the request's SigV4 credential scope."""
+    match = re.search(r"Credential=([^/,\s]+)/", header(request, "Authorization"))
+    assert match, f"unsigned request: {request['headers']}"
+    return match.group(1)
+
+
+# -- credproc processes started side by side ---------------------------------------------------
+
+
+def start(executable, args: list[str], env: dict) -> subprocess.Popen:
+    """``executable args`` started as an SDK starts credproc (stdin closed), not waited for."""
+    return subprocess.Popen([str(executable), *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
+    """Wait for ``proc``; one that outlives ``timeout`` is killed and fails the test."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"credproc did not finish within {timeout}s: {err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_together(executable, args: list[str], env: dict, count: int,
+                 timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """``count`` processes of ``executable args``, all started before any is waited for (a
+    stampede on a cold cache); their results in start order. None outlives the call."""
+    procs = [start(executable, args, env) for _ in range(count)]
+    try:
+        return [finish(p, timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+# -- a profile whose credential_process is credproc, as SDKs use it --------------------------
+
+
+def demo_profile(env: dict, command: str) -> None:
+    """``[profile demo]`` in the isolated AWS config, with ``command`` as its credential_process."""
+    with open(env["AWS_CONFIG_FILE"], "w", encoding="utf-8") as f:
+        f.write(textwrap.dedent(f"""\
+            [profile demo]
+            credential_process = {command}
+            region = us-east-1
+            retry_mode = standard
+            max_attempts = 3
+            """))
+
+
+def counting_wrapper(directory: Path, name: str = "counted-credproc") -> tuple[Path, Path]:
+    """An executable ``directory/name`` that appends a line ("PID ARGS") to a log at each
+    start, then execs credproc: how an SDK's (or credproc's own) starts are counted.
+    Returns (the executable, its log)."""
+    log = directory / f"{name}.log"
+    wrapper = directory / name
+    wrapper.write_text(f'#!/bin/sh\necho "$$ $*" >> "{log}"\nexec "{CREDPROC}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def runs(log: Path) -> int:
+    """How often the wrapper of :func:`counting_wrapper` was started."""
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+# -- the OS keyring --------------------------------------------------------------------------
+
+PLAINTEXT_KEYRING = "keyrings.alt.file.PlaintextKeyring"
+
+
+def use_file_keyring(env: dict, directory: Path) -> Path:
+    """Point ``env`` at keyrings.alt's plaintext file backend under ``directory`` (so a test
+    sees what was stored, and nothing touches the developer's keyring); returns the file."""
+    env["PYTHON_KEYRING_BACKEND"] = PLAINTEXT_KEYRING
+    env["XDG_DATA_HOME"] = str(directory / "data")
+    return keyring_file(env)
+
+
+def keyring_file(env: dict) -> Path:
+    """The file the plaintext backend of ``env`` keeps its secrets in."""
+    return Path(env["XDG_DATA_HOME"]) / "python_keyring" / "keyring_pass.cfg"
+
