@@ -8,8 +8,12 @@ __version__ = "0.1.0"
 
 __all__ = ["BaseSessionFactory", "__version__"]
 
+TYPE_CHECKING = False  # not typing: this module is imported on every run
+if TYPE_CHECKING:
+    from credproc.factory import BaseSessionFactory
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> "type[BaseSessionFactory]":
     if name == "BaseSessionFactory":
         from credproc.factory import BaseSessionFactory
 

@@ -33,6 +33,14 @@ except ImportError:  # pragma: no cover - depends on the interpreter
 
 from credproc.log import warn
 
+TYPE_CHECKING = False  # typing and collections cost a cache hit milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import TypeGuard
+
+    from credproc.protocol import Credentials
+    from credproc.sources import Definition
+
 FORMAT = b"credproc-cache"
 VERSION = b"1"
 MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
@@ -86,7 +94,7 @@ def refresh_margin(lifetime: float) -> float:
     return min(max(lifetime / 2, REFRESH_MARGIN_MIN), REFRESH_MARGIN_MAX)
 
 
-def cache_dir(environ: "os._Environ[str] | dict[str, str]") -> str:
+def cache_dir(environ: Mapping[str, str]) -> str:
     explicit = environ.get("CREDPROC_CACHE_DIR")
     if explicit:
         return explicit
@@ -94,7 +102,7 @@ def cache_dir(environ: "os._Environ[str] | dict[str, str]") -> str:
     return os.path.join(base, "credproc")
 
 
-def identity(definition, factory: str | None, environ: "os._Environ[str] | dict[str, str]") -> str:
+def identity(definition: Definition, factory: str | None, environ: Mapping[str, str]) -> str:
     """The cache key: a hash of everything that decides which credentials a run yields.
 
     That is the definition's raw text and where it came from (so any edit is a new entry,
@@ -102,8 +110,8 @@ def identity(definition, factory: str | None, environ: "os._Environ[str] | dict[
     in the definition go into the hash only; the hash cannot be turned back into them.
     """
     h = sha256()
-    parts = [b"credproc-identity-1", definition.conn_id, definition.kind, definition.where,
-             definition.text, factory or ""]
+    parts: list[bytes | str] = [b"credproc-identity-1", definition.conn_id, definition.kind, definition.where,
+                                definition.text, factory or ""]
     parts += [f"{name}={environ.get(name, '')}" for name in IDENTITY_VARIABLES]
     for part in parts:
         data = part if isinstance(part, bytes) else part.encode("utf-8", "surrogateescape")
@@ -122,7 +130,7 @@ class Entry:
     :attr:`fresh_until`), :data:`STALE` (still valid but due for refresh: the next run fetches)
     or :data:`EXPIRED`."""
 
-    __slots__ = ("body", "fetched", "expires")
+    __slots__ = ("body", "expires", "fetched")
 
     def __init__(self, body: bytes, fetched: float, expires: float):
         self.body = body
@@ -150,7 +158,7 @@ def directory_problem(directory: str) -> str | None:
         return None
     except OSError as e:
         return e.strerror or str(e)
-    if not (st.st_mode & 0o170000 == 0o040000):
+    if st.st_mode & 0o170000 != 0o040000:
         return "not a directory"
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
         return f"owned by uid {st.st_uid}, not by you"
@@ -200,7 +208,7 @@ class Slot:
             return None, e.strerror or str(e)
         try:
             st = os.fstat(fd)
-            if not (st.st_mode & 0o170000 == 0o100000):
+            if st.st_mode & 0o170000 != 0o100000:
                 return None, "not a regular file"
             if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
                 return None, f"owned by uid {st.st_uid}, not by you"
@@ -269,7 +277,7 @@ class Slot:
         if problem:
             raise OSError(0, f"directory {problem}")
 
-    def lock(self, timeout: float = LOCK_TIMEOUT) -> "EntryLock":
+    def lock(self, timeout: float = LOCK_TIMEOUT) -> EntryLock:
         return EntryLock(self, timeout)
 
     def remove(self) -> bool:
@@ -306,7 +314,7 @@ class EntryLock:
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self._fd: int | None = None
-        self._release = None
+        self._release: Callable[[], None] | None = None
 
     def acquire(self) -> str:
         try:
@@ -316,8 +324,12 @@ class EntryLock:
         try:
             if self._fd is None:
                 self._fd = self._open()
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._release = lambda: fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError as e:  # BlockingIOError too: not a held lock, a lock file we cannot open
+            return self._unavailable(e)
+        fd = self._fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._release = lambda: fcntl.flock(fd, fcntl.LOCK_UN)
             return HELD
         except BlockingIOError:
             pass
@@ -326,10 +338,10 @@ class EntryLock:
         while time.monotonic() < self.deadline:
             time.sleep(self.POLL)
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return RELEASED
         # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
         # process on this machine: after the timeout we fetch without the lock. Writes are
@@ -354,7 +366,7 @@ class EntryLock:
             raise OSError(0, problem)
         self.slot._ensure_directory()
         fd = os.open(self.slot.lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_NONBLOCK, 0o600)
-        if not (os.fstat(fd).st_mode & 0o170000 == 0o100000):
+        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
             os.close(fd)
             raise OSError(0, "the lock file is not a regular file")
         return fd
@@ -376,7 +388,8 @@ class EntryLock:
         return HELD
 
 
-def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> bytes:
+def get_or_fetch(slot: Slot, fetch: Callable[[], Credentials], *, refresh: bool = False,
+                 lock_timeout: float = LOCK_TIMEOUT) -> bytes:
     """The body to print: a usable entry, else ``fetch()`` under the entry's lock, stored.
 
     Whoever held the lock has usually just refreshed the entry, so it is read again after
@@ -385,7 +398,7 @@ def get_or_fetch(slot: Slot, fetch, *, refresh: bool = False, lock_timeout: floa
     """
     started = time.time()
 
-    def usable(entry: Entry | None) -> bool:
+    def usable(entry: Entry | None) -> TypeGuard[Entry]:
         now = time.time()
         return entry is not None and entry.expires > now and (
             entry.fetched >= started or (not refresh and entry.is_fresh(now)))
@@ -413,7 +426,7 @@ class Stored:
     connection id its header claims, and the entry when it reads back as the main job would
     read it (None: invalid, or not where that key and id would put it)."""
 
-    __slots__ = ("path", "key", "conn_id", "entry")
+    __slots__ = ("conn_id", "entry", "key", "path")
 
     def __init__(self, path: str, key: str | None, conn_id: str | None, entry: Entry | None):
         self.path = path
@@ -508,7 +521,7 @@ def _atomic_write(path: str, data: bytes) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        try:  # noqa: SIM105 - this module is a cache hit's: no contextlib import (suppress) for it
             os.unlink(tmp)
         except OSError:
             pass

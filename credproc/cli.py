@@ -15,6 +15,11 @@ import time
 from credproc import sources
 from credproc.resolution import Resolution
 
+TYPE_CHECKING = False  # typing and argparse cost a cache hit milliseconds
+if TYPE_CHECKING:
+    import argparse
+    from typing import NoReturn
+
 # Flags the fast path understands; all of them take a value.
 _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--session-factory": "session_factory"}
 
@@ -94,13 +99,13 @@ commands for people (credproc COMMAND --help):
 """
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     import argparse
 
     from credproc import __version__
 
     class Parser(argparse.ArgumentParser):
-        def error(self, message: str):  # one line, as SDKs show only stderr's text
+        def error(self, message: str) -> NoReturn:  # one line, as SDKs show only stderr's text
             self.exit(2, f"credproc: error: {message} (see credproc --help)\n")
 
     parser = Parser(

@@ -16,7 +16,8 @@ In 2 and 3 ``max_attempts`` counts all requests, as the AWS CLI and SDKs read it
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from botocore import UNSIGNED
 from botocore.config import Config

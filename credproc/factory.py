@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
@@ -39,6 +39,9 @@ from credproc.log import add_secret, one_line
 from credproc.protocol import Credentials
 from credproc.session import freeze, session_credentials
 from credproc.sts import translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts.client import STSClient  # a stub-only package: never imported at run time
 
 
 class BaseSessionFactory:
@@ -192,7 +195,7 @@ class BaseSessionFactory:
             recursion.guard_session(session, conn.conn_id)
         return session
 
-    def sts_client(self, session: boto3.session.Session | None = None, *, unsigned: bool = False) -> Any:
+    def sts_client(self, session: boto3.session.Session | None = None, *, unsigned: bool = False) -> STSClient:
         """An STS client on the connection's endpoint, TLS settings and Config.
 
         Unsigned and without a session, the client resolves no credentials at all: its session
@@ -230,7 +233,8 @@ class BaseSessionFactory:
             refresh_using=lambda: _metadata(self._role_credentials()),
             method=f"credproc-{self.conn.assume_role_method}",
         )
-        botocore_session._credentials = credentials  # the documented way is private in botocore too
+        # The documented way is private in botocore too, so its stubs do not declare the attribute.
+        botocore_session._credentials = credentials  # type: ignore[attr-defined]
         return boto3.session.Session(botocore_session=botocore_session, region_name=self.region_name)
 
     def _role_credentials(self) -> Credentials:
@@ -278,6 +282,9 @@ class BaseSessionFactory:
 
 def _metadata(credentials: Credentials) -> dict[str, Any]:
     """botocore's refreshable-credentials metadata for a fetched Credentials."""
+    if credentials.expiration is None:  # cannot happen: sts.credentials_of requires an Expiration
+        raise CredprocError("the assumed role's credentials came without an expiry, which botocore needs "
+                            "in order to refresh them")
     return {
         "access_key": credentials.access_key_id,
         "secret_key": credentials.secret_access_key,

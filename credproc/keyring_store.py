@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line, warn
 
 if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
     from credproc.sources import RawConnection
 
 SERVICE = "credproc"
@@ -43,7 +46,7 @@ def username(conn_id: str, field: str) -> str:
     return f"{conn_id}:{field}"
 
 
-def backend():
+def backend() -> KeyringBackend:
     """The keyring backend in use, or a ConfigError saying how to choose a usable one.
 
     ``keyring.backends.fail.Keyring`` (no backend found) and ``null.Keyring`` (keyring
@@ -279,7 +282,5 @@ def _output_as_warning() -> Iterator[None]:
 
 
 def _detach_stdin() -> None:
-    try:
+    with suppress(OSError):
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
-    except OSError:
-        pass

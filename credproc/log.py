@@ -30,8 +30,10 @@ def redact(text: str) -> str:
     return text
 
 
-def one_line(text: str) -> str:
-    """SDKs show stderr as one message: fold a multi-line text (a child's stderr, say)."""
+def one_line(text: object) -> str:
+    """SDKs show stderr as one message: fold a multi-line text (a child's stderr, say).
+
+    ``text`` may be anything with a ``str()``, an exception most often."""
     return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 

@@ -25,7 +25,8 @@ from credproc.errors import ConfigError
 TYPE_CHECKING = False  # checked before the lock: no typing for waiters
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
+
+    import boto3
 
 CHAIN_VARIABLE = "CREDPROC_CHAIN"
 MAX_DEPTH = 4
@@ -94,7 +95,7 @@ def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str
         seen.add(name)
         settings = profiles.get(name, {})
         command = settings.get("credential_process")
-        if command and runs_credproc_for(command, conn_id):
+        if command and isinstance(command, str) and runs_credproc_for(command, conn_id):
             via = f" (the source_profile of {profile!r})" if name != profile else ""
             raise ConfigError(
                 f"connection {conn_id!r} {LOOP_MARKER}: it has no key pair of its own, so boto3 "
@@ -103,10 +104,11 @@ def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str
                 f"profile_name that does not run credproc for it, or run the SDK with another "
                 f"profile than {profile!r} (AWS_PROFILE/AWS_DEFAULT_PROFILE)"
             )
-        name = settings.get("source_profile")
+        source = settings.get("source_profile")
+        name = source if isinstance(source, str) else None
 
 
-def guard_session(session: Any, conn_id: str) -> None:
+def guard_session(session: boto3.session.Session, conn_id: str) -> None:
     """Refuse a boto3 session whose default chain would reach a profile running credproc for
     this connection (see :func:`check_profile`).
 

@@ -18,7 +18,7 @@ CHAIN = ("environment variables, the shared credentials and config files, web id
          "(AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), container and instance metadata")
 
 
-def session_credentials(session: boto3.session.Session, conn_id: str,
+def session_credentials(session: object, conn_id: str,
                         supplier: str | None = None) -> BotocoreCredentials:
     """The botocore credentials of ``session``, resolved (a refreshable one has fetched).
 

@@ -17,6 +17,7 @@ miss only and import what they need when they are called.
 from __future__ import annotations
 
 import os
+import sys
 
 # typing and collections cost milliseconds on a cache hit; annotations are strings anyway.
 TYPE_CHECKING = False
@@ -40,7 +41,7 @@ class ConfigFile:
     must not hang any command. ``exists`` is False when there is no file; ``read_error``
     says why an existing one cannot be used. :meth:`tables` parses it (a miss only)."""
 
-    __slots__ = ("path", "exists", "text", "read_error", "_parsed")
+    __slots__ = ("_parsed", "exists", "path", "read_error", "text")
 
     def __init__(self, path: str, exists: bool, text: str = "", read_error: str = ""):
         self.path = path
@@ -75,7 +76,7 @@ class Definition:
     ``config`` is the config file as read, whichever kind won.
     """
 
-    __slots__ = ("conn_id", "kind", "where", "text", "read_error", "config")
+    __slots__ = ("config", "conn_id", "kind", "read_error", "text", "where")
 
     def __init__(self, conn_id: str, kind: str, where: str, text: str, read_error: str = "",
                  config: ConfigFile | None = None):
@@ -95,7 +96,7 @@ def airflow_variable(conn_id: str) -> str:
     return AIRFLOW_PREFIX + conn_id.upper()
 
 
-def config_path(environ: "Mapping[str, str]") -> str:
+def config_path(environ: Mapping[str, str]) -> str:
     explicit = environ.get("CREDPROC_CONFIG")
     if explicit:
         return explicit
@@ -103,7 +104,7 @@ def config_path(environ: "Mapping[str, str]") -> str:
     return os.path.join(base, "credproc", "config.toml")
 
 
-def read_config(environ: "Mapping[str, str]") -> ConfigFile:
+def read_config(environ: Mapping[str, str]) -> ConfigFile:
     """The config file, read at most once per run and never past ``MAX_CONFIG_BYTES``."""
     path = config_path(environ)
     try:
@@ -280,9 +281,9 @@ def parse_json(value: str, origin: str) -> tuple[dict, dict]:
 
 def parse_toml(text: str, path: str) -> tuple[dict, dict]:
     """The config file: top-level settings, and the ``[connections.<id>]`` tables."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # Python 3.10
         import tomli as tomllib
 
     from credproc.errors import ConfigError

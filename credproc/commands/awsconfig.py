@@ -15,6 +15,7 @@ in the credentials file a section's name is the profile's name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -44,7 +45,7 @@ class IniText:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def find(self, match) -> list[Section]:
+    def find(self, match: Callable[[str], bool]) -> list[Section]:
         return [s for s in self.sections if match(s.name)]
 
     def set_options(self, section: Section | None, header: str, values: dict[str, str]) -> None:

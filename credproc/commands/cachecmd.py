@@ -99,7 +99,7 @@ def run_list(options: Any) -> int:
                       _common.tilde(row["path"])))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:
-        _common.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1])
+        _common.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
     return 0
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from credproc import resolution as resolving
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.log import add_secret
 from credproc.resolution import Resolution
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts.type_defs import GetCallerIdentityResponseTypeDef  # stub-only: never imported at run time
 
 EPILOG = """\
 examples:
@@ -78,7 +81,7 @@ def run(options: Any) -> int:
     return 0
 
 
-def _caller_identity(resolved: Resolution, printed: dict[str, Any]) -> dict[str, Any]:
+def _caller_identity(resolved: Resolution, printed: dict[str, Any]) -> GetCallerIdentityResponseTypeDef:
     """GetCallerIdentity signed with the printed credentials, at the connection's endpoint,
     with its TLS settings, region and retry configuration."""
     import boto3
@@ -94,10 +97,10 @@ def _caller_identity(resolved: Resolution, printed: dict[str, Any]) -> dict[str,
     started = time.monotonic()
     try:
         client = factory.sts_client(session)
-        response: dict[str, Any] = client.get_caller_identity()
+        response = client.get_caller_identity()
     except (BotoCoreError, ClientError) as e:
         error = translate(e, factory.conn)
-        error.args = (f"{error} (credentials were obtained; checking them with GetCallerIdentity failed "
-                      f"after {time.monotonic() - started:.1f}s)",)
+        error.args = ((f"{error} (credentials were obtained; checking them with GetCallerIdentity failed "
+                       f"after {time.monotonic() - started:.1f}s)"),)
         raise error from e
     return response

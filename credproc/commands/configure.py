@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from credproc import sources
 from credproc.commands import _common
@@ -54,7 +57,7 @@ refused: SDKs would use those and never run credproc. Remove them, then run this
 """
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     parser = add_command(subparsers, common, "configure", help="write an AWS profile that runs credproc",
                          description="Write or update [profile NAME] in the AWS config file so that SDKs "
                                      "get the connection's credentials from credproc.",
@@ -126,11 +129,11 @@ def is_shim(path: str) -> bool:
 # -- the edit ------------------------------------------------------------------------------
 
 
-def config_path(environ) -> str:
+def config_path(environ: Mapping[str, str]) -> str:
     return os.path.expanduser(environ.get("AWS_CONFIG_FILE") or os.path.join("~", ".aws", "config"))
 
 
-def credentials_path(environ) -> str:
+def credentials_path(environ: Mapping[str, str]) -> str:
     return os.path.expanduser(environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join("~", ".aws", "credentials"))
 
 
@@ -153,7 +156,7 @@ def _read(path: str) -> str | None:
     return data.decode("utf-8", "surrogateescape")
 
 
-def shadowing(profile: str, config: IniText, config_file: str, environ) -> list[str]:
+def shadowing(profile: str, config: IniText, config_file: str, environ: Mapping[str, str]) -> list[str]:
     """Where the profile already gets credentials some other way, as "key at FILE line N"."""
     found = []
     for section in config.find(lambda name: profile_of_config_section(name) == profile):
@@ -170,7 +173,8 @@ def shadowing(profile: str, config: IniText, config_file: str, environ) -> list[
     return found
 
 
-def configure(conn_id: str, profile: str, settings: dict[str, str], environ, exe: str) -> tuple[str, str, str | None]:
+def configure(conn_id: str, profile: str, settings: dict[str, str], environ: Mapping[str, str],
+              exe: str) -> tuple[str, str, str | None]:
     """Edit the config file; ("written" | "unchanged", its path, the backup's path or None)."""
     path = config_path(environ)
     old = _read(path)
@@ -223,14 +227,12 @@ def _write(path: str, text: str, mode: int) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise ConfigError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def run(options) -> int:
+def run(options: Any) -> int:
     environ = os.environ
     conn_id = _common.check_id(options.conn_id)
     profile = _check_profile_name(options.profile)
@@ -250,7 +252,8 @@ def run(options) -> int:
         _common.out(f"{section} in {path} is already up to date; nothing written")
     else:
         _common.out(f"wrote {section} in {path}" + (f" (previous file saved as {backup})" if backup else ""))
-        _common.out(f"  credential_process = {' '.join(shlex.quote(p) for p in (exe, '--conn', conn_id, '--profile', profile))}")
+        command = " ".join(shlex.quote(part) for part in (exe, "--conn", conn_id, "--profile", profile))
+        _common.out(f"  credential_process = {command}")
     try:
         defined = Resolution(conn_id, environ=environ).raw() is not None
     except ConfigError:

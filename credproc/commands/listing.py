@@ -49,7 +49,7 @@ def add_parser(subparsers: Any, common: Any) -> None:
 def candidate_ids(environ: Mapping[str, str], config: sources.ConfigFile) -> list[str]:
     """The ids of every connection defined in the environment or the config file."""
     file_ids = _file_ids(config)
-    by_variable = {}
+    by_variable: dict[str, str] = {}
     for conn_id in file_ids:  # the file spells the id exactly: prefer its spelling
         by_variable.setdefault(sources.credproc_variable(conn_id), conn_id)
         by_variable.setdefault(sources.airflow_variable(conn_id), conn_id)
@@ -124,7 +124,7 @@ def run(options: Any) -> int:
             notes.append(f"note: {row['id']}: {row['warnings']} warning(s), see credproc show {row['id']}")
     widths = [max(len(line[i]) for line in table) for i in range(3)]
     for line in table:
-        _common.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
+        _common.out("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[3])
     for note in notes:
         _common.out(note)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from credproc import keyring_store, sources
 from credproc.commands import _common
@@ -42,7 +43,7 @@ or run a Secret Service (gnome-keyring-daemon) in the session.
 FIELD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-def add_parser(subparsers, common) -> None:
+def add_parser(subparsers: Any, common: Any) -> None:
     # --debug belongs to the actions, not to the group
     parser = add_command(subparsers, None, "secret", help="keep a connection's secret in the OS keyring",
                          description="Store or delete a connection's secret in the OS keyring.",
@@ -118,7 +119,7 @@ def _clear_cache(conn_id: str) -> int:
         return 0
 
 
-def run_set(options) -> int:
+def run_set(options: Any) -> int:
     conn_id = _common.check_id(options.conn_id)
     field = _check_field(options.field)
     found = keyring_store.backend()  # before the user types anything
@@ -137,7 +138,7 @@ def run_set(options) -> int:
     return 0
 
 
-def run_delete(options) -> int:
+def run_delete(options: Any) -> int:
     conn_id = _common.check_id(options.conn_id)
     field = _check_field(options.field)
     if not keyring_store.delete(conn_id, field):

@@ -13,9 +13,12 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_sts.client import STSClient  # a stub-only package: never imported at run time
+
     from credproc.connection import AwsConnection
     from credproc.protocol import Credentials
 
@@ -38,9 +41,9 @@ class Context:
 
     conn: AwsConnection
     log: logging.Logger
-    basic_session: Callable[[], Any]
-    sts_client: Callable[[], Any]
-    unsigned_sts_client: Callable[[], Any]
+    basic_session: Callable[[], boto3.session.Session]
+    sts_client: Callable[[], STSClient]
+    unsigned_sts_client: Callable[[], STSClient]
 
 
 def fetch(method: str, context: Context) -> Credentials:

@@ -15,7 +15,7 @@ it is imported only here, and its absence is an error that says how to install i
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from credproc import sts
 from credproc.connection import AwsConnection
@@ -24,6 +24,9 @@ from credproc.log import add_secret, warn
 from credproc.methods import Context
 from credproc.methods.saml.settings import TABLE, read_settings
 from credproc.protocol import Credentials
+
+if TYPE_CHECKING:
+    from credproc.methods.saml.idp import Page
 
 EXTRA_HINT = ("pip install 'credproc[saml]' (gssapi builds against MIT Kerberos: first install "
               "libkrb5-dev and gcc on Debian/Ubuntu, krb5-devel and gcc on Fedora/RHEL)")
@@ -36,7 +39,8 @@ def fetch(context: Context) -> Credentials:
     conn = context.conn
     settings = read_settings(conn)
     modules = _import_extra(conn)
-    from credproc.methods.saml import idp, page as samlpage
+    from credproc.methods.saml import idp
+    from credproc.methods.saml import page as samlpage
 
     try:
         finder = samlpage.compile_xpath(settings.saml_response_xpath)
@@ -99,7 +103,7 @@ def _import_extra(conn: AwsConnection) -> dict[str, Any]:
     return {"requests_gssapi": requests_gssapi, "etree": etree, "Retry": Retry}
 
 
-def _log_page(conn_id: str, answer: Any) -> None:
+def _log_page(conn_id: str, answer: Page) -> None:
     """``log_idp_response``: the page, at debug level only, after a warning that says why
     it should not be left on. Logged before the assertion is registered as a secret, since
     seeing it is what the setting is for."""

@@ -27,10 +27,16 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from credproc.log import one_line
+
+if TYPE_CHECKING:  # requests and urllib3 are imported on a SAML connection's miss only
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
 
 log = logging.getLogger("credproc.idp")
 
@@ -143,7 +149,7 @@ class PageTooLarge(IdpError):
                          "(a SAML page is a few kilobytes); check idp_url")
 
 
-def _bounded_adapter():
+def _bounded_adapter() -> HTTPAdapter:
     """A requests adapter whose answers cannot be read past MAX_PAGE_BYTES, decompressed.
 
     requests reads bodies through ``raw.stream`` (the urllib3 response); each response's
@@ -153,23 +159,25 @@ def _bounded_adapter():
     from requests.adapters import HTTPAdapter
 
     class BoundedAdapter(HTTPAdapter):
-        def build_response(self, req, resp):
+        def build_response(self, req: requests.PreparedRequest, resp: urllib3.BaseHTTPResponse) -> requests.Response:
+            url = req.url or ""  # typed optional, but set on every request an adapter sends
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > MAX_PAGE_BYTES and "Content-Encoding" not in resp.headers:
                 resp.close()
-                raise PageTooLarge(req.url)
+                raise PageTooLarge(url)
             unbounded = resp.stream
 
-            def stream(amt=2**16, decode_content=None):
+            def stream(amt: int | None = 2**16, decode_content: bool | None = None) -> Iterator[bytes]:
                 size = 0
                 for chunk in unbounded(amt, decode_content=decode_content):
                     size += len(chunk)
                     if size > MAX_PAGE_BYTES:
                         resp.close()
-                        raise PageTooLarge(req.url)
+                        raise PageTooLarge(url)
                     yield chunk
 
-            resp.stream = stream
+            # Replacing one response's method is the point here, not a slip that mypy's check is for.
+            resp.stream = stream  # type: ignore[method-assign]
             return super().build_response(req, resp)
 
     return BoundedAdapter()
@@ -200,7 +208,7 @@ def _cause(error: Exception) -> Exception:
     return cause
 
 
-def _spnego_auth(**kwargs: Any):
+def _spnego_auth(**kwargs: Any) -> Any:  # requests-gssapi has no type hints: its HTTPSPNEGOAuth is Any
     """An HTTPSPNEGOAuth that remembers whether it sent a token and why GSSAPI failed."""
     from requests_gssapi import HTTPSPNEGOAuth
     from requests_gssapi.exceptions import SPNEGOExchangeError
@@ -209,7 +217,7 @@ def _spnego_auth(**kwargs: Any):
         failure: str | None = None
         sent = False
 
-        def generate_request_header(self, response, host, is_preemptive=False):
+        def generate_request_header(self, response: requests.Response, host: str, is_preemptive: bool = False) -> str:
             try:
                 header = super().generate_request_header(response, host, is_preemptive)
             except SPNEGOExchangeError as e:

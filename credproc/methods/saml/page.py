@@ -28,6 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lxml import etree  # imported where it is used: only a SAML connection's miss loads lxml
 
 DEFAULT_XPATH = "//input[@name='SAMLResponse']/@value"
 
@@ -45,7 +49,7 @@ class Finder:
     """A compiled, case-normalised XPath for the assertion; ``expression`` is the user's own text."""
 
     expression: str
-    _compiled: object
+    _compiled: etree.XPath
 
     def find(self, content: bytes) -> str:
         """The base64 assertion in ``content``, whitespace removed; PageError otherwise."""
@@ -96,7 +100,7 @@ def lower_names(expression: str) -> str:
     return "".join(parts)
 
 
-def parse(content: bytes):
+def parse(content: bytes) -> etree._Element:
     """The page as an element tree with lower-case tag and attribute names."""
     from lxml import etree
 
@@ -123,6 +127,8 @@ def _values(result: object) -> list[str]:
     Attribute values and text nodes are strings; an element stands for its ``value``
     attribute when it has one (``//input[@name='SAMLResponse']``), else for its text.
     """
+    from lxml import etree
+
     if isinstance(result, (bool, float, int)):
         raise BadXPath(f"yields a {type(result).__name__}, not the assertion text")
     items = result if isinstance(result, list) else [result]
@@ -130,10 +136,9 @@ def _values(result: object) -> list[str]:
     for item in items:
         if isinstance(item, str):
             value = item
-        elif hasattr(item, "tag"):
-            value = item.get("value")
-            if value is None:
-                value = "".join(item.itertext())
+        elif isinstance(item, etree._Element):
+            attribute = item.get("value")
+            value = attribute if attribute is not None else "".join(item.itertext())
         else:
             continue
         value = value.strip()

@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 # ImportError here means the optional dependencies are missing: the caller says how to
 # install them. google-auth's metadata module reads GCE_METADATA_HOST at import.
@@ -38,6 +40,10 @@ from google.auth.compute_engine import _metadata
 
 from credproc.errors import CredprocError
 from credproc.log import add_secret, one_line
+
+if TYPE_CHECKING:
+    import google.auth.credentials
+    from google.auth.transport import Request, Response
 
 log = logging.getLogger("credproc.google")
 
@@ -74,12 +80,14 @@ class _Request(google.auth.transport.requests.Request):
     The metadata-server calls pass their own timeout; the OAuth token endpoint calls do not.
     """
 
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+    def __call__(self, url: str, method: str = "GET", body: bytes | None = None,
+                 headers: Mapping[str, str] | None = None, timeout: float | tuple[float, float] | None = None,
+                 **kwargs: Any) -> Response:
         return super().__call__(url, method=method, body=body, headers=headers,
                                 timeout=HTTP_TIMEOUT if timeout is None else timeout, **kwargs)
 
 
-def id_token(audience: str, request=None) -> IdToken:
+def id_token(audience: str, request: Request | None = None) -> IdToken:
     """A Google ID token for ``audience`` from the first source of Application Default
     Credentials, or a CredprocError naming what was tried.
 
@@ -107,7 +115,7 @@ def id_token(audience: str, request=None) -> IdToken:
 # -- credential files ----------------------------------------------------------------------
 
 
-def _from_file(path: str, audience: str, request, where: str) -> IdToken:
+def _from_file(path: str, audience: str, request: Request, where: str) -> IdToken:
     info = _read_json(path, where)
     kind = info.get("type")
     # Whatever the file holds that is secret, no message may show it.
@@ -145,7 +153,7 @@ def _read_json(path: str, where: str) -> dict:
     return info
 
 
-def _service_account(info: dict, audience: str, request, where: str) -> IdToken:
+def _service_account(info: dict[str, Any], audience: str, request: Request, where: str) -> IdToken:
     from google.oauth2 import service_account
 
     try:
@@ -158,7 +166,7 @@ def _service_account(info: dict, audience: str, request, where: str) -> IdToken:
     return _token(credentials.token, source)
 
 
-def _authorized_user(info: dict, request, where: str) -> IdToken:
+def _authorized_user(info: dict[str, Any], request: Request, where: str) -> IdToken:
     """A gcloud user login: refreshing it returns the user's own ID token.
 
     google-auth always sends the refresh to Google's fixed OAuth endpoint (it ignores the
@@ -203,7 +211,7 @@ def _probe_summary() -> str:
             f"see {environment_vars.GCE_METADATA_TIMEOUT} and {environment_vars.GCE_METADATA_DETECT_RETRIES})")
 
 
-def _from_metadata_server(audience: str, request) -> IdToken | None:
+def _from_metadata_server(audience: str, request: Request) -> IdToken | None:
     """The metadata server's ID token for ``audience``, or None when no server answers."""
     if os.environ.get(environment_vars.NO_GCE_CHECK) == "true":
         return None
@@ -226,7 +234,8 @@ def _from_metadata_server(audience: str, request) -> IdToken | None:
 # -- common --------------------------------------------------------------------------------
 
 
-def _refresh(credentials, request, source: str, endpoint: str) -> None:
+def _refresh(credentials: google.auth.credentials.Credentials, request: Request, source: str,
+             endpoint: str) -> None:
     try:
         credentials.refresh(request)
     except google.auth.exceptions.RefreshError as e:
