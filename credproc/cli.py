@@ -15,11 +15,6 @@ import time
 from credproc import sources
 from credproc.resolution import Resolution
 
-TYPE_CHECKING = False  # typing and argparse cost a cache hit milliseconds
-if TYPE_CHECKING:
-    import argparse
-    from typing import NoReturn
-
 # Flags the fast path understands; all of them take a value.
 _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--session-factory": "session_factory"}
 
@@ -36,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return command_main(args)
     fast = _fast_args(args)
     if fast is None:  # anything but the plain main job: argparse decides
+        from credproc.usage import build_parser
+
         options = build_parser().parse_args(args)
         resolution = Resolution(options.conn, session_factory=options.session_factory, profile=options.profile)
         return run(resolution, refresh=options.refresh, use_cache=not options.no_cache, debug=options.debug)
@@ -77,63 +74,7 @@ def write_credentials(body: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Past the fast path: a miss, or a command line that needs argparse.
-
-EPILOG = """\
-examples:
-  credproc --conn prod                 print credentials for connection "prod"
-  credproc --conn prod --refresh       ignore the cached entry and fetch anew
-
-in ~/.aws/config:
-  [profile prod]
-  credential_process = /path/to/credproc --conn prod --profile prod
-  retry_mode = standard
-  max_attempts = 10
-
-connections are read from CREDPROC_CONN_<ID>, AIRFLOW_CONN_<ID> (Airflow's URI or JSON
-form), then [connections.<id>] in $CREDPROC_CONFIG or ~/.config/credproc/config.toml.
-exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configuration error.
-
-commands for people (credproc COMMAND --help):
-  list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    import argparse
-
-    from credproc import __version__
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:  # one line, as SDKs show only stderr's text
-            self.exit(2, f"credproc: error: {message} (see credproc --help)\n")
-
-    parser = Parser(
-        prog="credproc",
-        description="Print AWS credentials in the credential_process format for an "
-                    "Airflow-style connection, from a locked on-disk cache when fresh.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("-c", "--conn", default=sources.DEFAULT_CONN_ID, metavar="NAME",
-                        help="connection id (default: %(default)s)")
-    parser.add_argument("--profile", metavar="PROFILE",
-                        help="the AWS profile that runs credproc, whose retry_mode and max_attempts "
-                             "also govern credproc's STS calls (default: $AWS_PROFILE)")
-    parser.add_argument("--session-factory", metavar="PATH",
-                        help="a BaseSessionFactory subclass: package.module.ClassName, "
-                             "module:ClassName, or a name registered in the credproc.session_factories "
-                             "entry-point group (default: the connection's session_factory, "
-                             "$CREDPROC_SESSION_FACTORY, the config file's session_factory)")
-    cache_group = parser.add_mutually_exclusive_group()
-    cache_group.add_argument("--refresh", action="store_true",
-                             help="ignore the cached entry, fetch anew and store the result")
-    cache_group.add_argument("--no-cache", action="store_true",
-                             help="neither read nor write the cache")
-    parser.add_argument("--debug", action="store_true",
-                        help="log what happens on stderr, and show tracebacks")
-    parser.add_argument("--version", action="version", version=f"credproc {__version__}")
-    return parser
+# Past the fast path: a miss, or a command line that argparse must read (credproc.usage).
 
 
 def run(resolution: Resolution, *, refresh: bool = False, use_cache: bool = True, debug: bool = False) -> int:
@@ -142,8 +83,7 @@ def run(resolution: Resolution, *, refresh: bool = False, use_cache: bool = True
     Still no argparse nor logging here: in a stampede, the processes that only wait for the
     fetching one and then read its entry never need them.
     """
-    from credproc.errors import CredprocError
-    from credproc.log import report_error
+    from credproc.errors import CredprocError, report_error
 
     if debug:
         from credproc.log import setup_logging

@@ -16,9 +16,9 @@ from typing import Any
 
 from credproc import sensitive
 from credproc.errors import ConfigError
+from credproc.forms import RawConnection
 from credproc.log import add_secret, warn
 from credproc.settings import Table
-from credproc.sources import RawConnection
 
 METHODS = ("assume_role", "assume_role_with_saml", "assume_role_with_web_identity")
 

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from credproc import cache, recursion, settings
+from credproc import recursion, settings
 from credproc.resolution import Resolution
 
 TYPE_CHECKING = False  # waiters of a stampede import this module: typing would cost them
@@ -49,12 +49,16 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
 
     if not use_cache:
         return fetch().to_process_json().encode()
-    return cache.get_or_fetch(resolution.slot, fetch, refresh=refresh, lock_timeout=lock_timeout(resolution.environ))
+    from credproc.cache.lock import get_or_fetch
+
+    return get_or_fetch(resolution.slot, fetch, refresh=refresh, lock_timeout=lock_timeout(resolution.environ))
 
 
 def lock_timeout(environ: Mapping[str, str]) -> float:
     """``CREDPROC_LOCK_TIMEOUT`` in seconds, else the cache's default."""
-    return settings.seconds(environ, LOCK_TIMEOUT_VARIABLE, cache.LOCK_TIMEOUT, maximum=3600)
+    from credproc.cache.lock import LOCK_TIMEOUT
+
+    return settings.seconds(environ, LOCK_TIMEOUT_VARIABLE, LOCK_TIMEOUT, maximum=3600)
 
 
 class StdoutToStderr:

@@ -28,7 +28,7 @@ from credproc.log import add_secret, one_line, warn
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-    from credproc.sources import RawConnection
+    from credproc.forms import RawConnection
 
 SERVICE = "credproc"
 # The fields the main job completes from the keyring by itself.

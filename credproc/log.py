@@ -61,15 +61,3 @@ def setup_logging(debug: bool) -> None:
     root.propagate = False
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def report_error(message: str, code: int, debug: bool, hint: str = "") -> int:
-    """Say why a run failed: one line on stderr, ``credproc: error: ...``, secrets masked, and
-    the traceback too with ``debug``. Returns ``code``, the exit code to end with."""
-    if debug:
-        import traceback
-
-        sys.stderr.write(redact(traceback.format_exc()))
-        hint = ""
-    sys.stderr.write(redact(f"credproc: error: {one_line(message)}{hint}\n"))
-    return code

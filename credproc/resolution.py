@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from credproc.connection import AwsConnection
     from credproc.errors import ConfigError
     from credproc.factory import BaseSessionFactory
+    from credproc.forms import RawConnection
     from credproc.protocol import Credentials
 
 # How a resolution completes a half key pair from the OS keyring (credproc.keyring_store):
@@ -53,7 +54,7 @@ class Resolution:
         self.slot = cache.Slot(cache.cache_dir(self.environ), key, conn_id)
         self._entry: cache.Entry | None = None
         self._entry_read = False
-        self._raw: sources.RawConnection | None = None
+        self._raw: RawConnection | None = None
         self._raw_parsed = False
         self._conn: AwsConnection | None = None
         self.keyring_fields: list[str] = []  # fields whose value came (or would come) from the keyring
@@ -81,10 +82,12 @@ class Resolution:
         (which means boto3's chain)."""
         return self.definition.kind == "none" and self.conn_id != sources.DEFAULT_CONN_ID
 
-    def raw(self) -> sources.RawConnection | None:
+    def raw(self) -> RawConnection | None:
         """The connection's fields as written, parsed once; None when nothing defines it."""
         if not self._raw_parsed:
-            self._raw, self._raw_parsed = sources.parse(self.definition), True
+            from credproc import forms
+
+            self._raw, self._raw_parsed = forms.parse(self.definition), True
         return self._raw
 
     def factory_choice(self) -> tuple[str | None, str]:
@@ -93,11 +96,12 @@ class Resolution:
         ``CREDPROC_SESSION_FACTORY``, the config file's top-level ``session_factory`` (which
         applies to the connections of that file). ``(None, "")`` is credproc's own
         ``BaseSessionFactory``."""
+        from credproc import forms
         from credproc.errors import ConfigError
 
         raw = self.raw()
         definition = self.definition
-        file_settings = raw.file_settings if raw is not None else sources.file_settings(definition)
+        file_settings = raw.file_settings if raw is not None else forms.file_settings(definition)
         origin = raw.origin if raw is not None else definition.where
         candidates = (
             (self.session_factory_flag, "--session-factory"),
@@ -135,12 +139,13 @@ class Resolution:
         self._conn = connection.resolve(raw, custom_factory=custom)
         return self._conn
 
-    def _completed(self, raw: sources.RawConnection, keyring: str) -> sources.RawConnection:
+    def _completed(self, raw: RawConnection, keyring: str) -> RawConnection:
         """A copy of ``raw`` with a half key pair completed from the keyring, as ``keyring`` says."""
         from credproc import keyring_store  # light: imports keyring only when a half pair asks
         from credproc.errors import ConfigError
+        from credproc.forms import RawConnection
 
-        raw = sources.RawConnection(raw.conn_id, raw.origin, dict(raw.fields), dict(raw.extra), raw.file_settings)
+        raw = RawConnection(raw.conn_id, raw.origin, dict(raw.fields), dict(raw.extra), raw.file_settings)
         if keyring == KEYRING_FILL:
             self.keyring_fields = keyring_store.fill(raw)
         elif keyring == KEYRING_ASK:
@@ -163,10 +168,11 @@ class Resolution:
 
     def not_defined(self) -> ConfigError:
         from credproc.errors import ConfigError
+        from credproc.forms import toml_key
 
         conn_id = self.conn_id
         if self.definition.kind == "file":
-            in_file = f"no [connections.{sources._toml_key(conn_id)}] table in {self.definition.where}"
+            in_file = f"no [connections.{toml_key(conn_id)}] table in {self.definition.where}"
         else:
             in_file = f"no config file {self.definition.where}"
         return ConfigError(

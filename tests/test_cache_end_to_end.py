@@ -524,17 +524,18 @@ def test_fifteen_minute_role_is_served_for_its_first_minutes(sts, env, run):
 STORE = """
 import sys
 from credproc.cache import Slot, identity
+from credproc.cache.store import write
 from credproc.sources import locate
 import os
 conn_id, body, fetched, expires = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), float(sys.argv[4])
 slot = Slot(os.environ["CREDPROC_CACHE_DIR"], identity(locate(conn_id, os.environ), None, os.environ), conn_id)
-slot.store(body, fetched=fetched, expires=expires)
+write(slot, body, fetched=fetched, expires=expires)
 print(slot.path)
 """
 
 
 def _store(env, body: bytes, fetched: float, expires: float, cwd: Path) -> Path:
-    """Write an entry with credproc's own ``Slot.store``, under the key credproc computes
+    """Write an entry with credproc's own ``cache.store.write``, under the key credproc computes
     (``identity(locate(conn_id, env), None, env)``).
 
     It runs in a child interpreter started outside the source tree, so that it is the very

@@ -75,7 +75,7 @@ def clean_success(result: subprocess.CompletedProcess) -> dict:
 
 
 def parse_entry(data: bytes) -> tuple[list[bytes], bytes]:
-    """The entry format of credproc/cache.py, read independently: header fields and body."""
+    """The entry format of credproc/cache/__init__.py, read independently: header fields and body."""
     from hashlib import sha256
 
     header, _, body = data.partition(b"\n")

@@ -215,7 +215,7 @@ def the_entry_path(env) -> Path:
 
 def forge(entry: Path, body: bytes, *, lifetime: float = 3600) -> None:
     """Write an entry under this connection's key with a correct digest: the header of the
-    real entry (format of credproc/cache.py), new times, and ``body``."""
+    real entry (format of credproc/cache/__init__.py), new times, and ``body``."""
     fields = entry.read_bytes().partition(b"\n")[0].split(b" ")
     now = time.time()
     fields = [*fields[:3], b"%.3f" % now, b"%.3f" % (now + lifetime), fields[5]]

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credproc import cache
-from credproc.cache import IDENTITY_VARIABLES, Entry, Slot, cache_dir, get_or_fetch, identity, refresh_margin
+from credproc.cache import IDENTITY_VARIABLES, Entry, Slot, cache_dir, identity, refresh_margin
+from credproc.cache.lock import get_or_fetch
+from credproc.cache.store import write
 from credproc.protocol import Credentials
 from credproc.sources import Definition
 
@@ -148,7 +150,7 @@ def slot(tmp_path):
 
 
 def test_store_read_round_trip(slot, capsys):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     entry = slot.read()
     assert entry is not None
     assert entry.body == BODY
@@ -159,7 +161,7 @@ def test_store_read_round_trip(slot, capsys):
 
 
 def test_store_file_layout(slot):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     with open(slot.path, "rb") as f:
         data = f.read()
     header, body = data.split(b"\n", 1)
@@ -188,7 +190,7 @@ def _assert_rejected(slot, capsys):
 
 
 def test_corrupted_body_byte(slot, capsys):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     with open(slot.path, "rb") as f:
         data = bytearray(f.read())
     i = data.index(b"AKIAX")
@@ -201,7 +203,7 @@ def test_corrupted_body_byte(slot, capsys):
 def test_corrupted_header_byte(slot, capsys, field):
     # A flipped byte anywhere in the header must make the entry a miss, not only in the fields
     # that happen to be compared: a corrupted "expires" serves credentials past their expiry.
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     with open(slot.path, "rb") as f:
         data = f.read()
     header, body = data.split(b"\n", 1)
@@ -217,7 +219,7 @@ def test_corrupted_header_byte(slot, capsys, field):
 
 @pytest.mark.parametrize("keep", [0.5, "header", 10])
 def test_truncated_file(slot, capsys, keep):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     with open(slot.path, "rb") as f:
         data = f.read()
     if keep == "header":
@@ -231,7 +233,7 @@ def test_truncated_file(slot, capsys, keep):
 
 
 def test_garbage_file(slot, capsys):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     _rewrite(slot.path, b"\x00\xffnot a cache entry at all")
     _assert_rejected(slot, capsys)
 
@@ -241,20 +243,20 @@ def test_entry_renamed_to_another_keys_path(tmp_path, capsys):
     a = Slot(directory, KEY_A, "prod")
     b = Slot(directory, KEY_B, "prod")
     assert a.path != b.path
-    a.store(BODY, fetched=1000.0, expires=4600.0)
+    write(a, BODY, fetched=1000.0, expires=4600.0)
     os.rename(a.path, b.path)
     _assert_rejected(b, capsys)
 
 
 @pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
 def test_writable_by_others_entry(slot, capsys, mode):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     os.chmod(slot.path, mode)
     _assert_rejected(slot, capsys)
 
 
 def test_symlink_entry(slot, tmp_path, capsys):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     real = tmp_path / "elsewhere.entry"
     os.rename(slot.path, real)  # a valid entry for this very key, reached through a link
     os.symlink(real, slot.path)
@@ -262,7 +264,7 @@ def test_symlink_entry(slot, tmp_path, capsys):
 
 
 def test_group_writable_directory_not_used(slot, capsys):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     os.chmod(slot.directory, 0o770)
     assert slot.read() is None
     lines = warnings(capsys)
@@ -270,9 +272,9 @@ def test_group_writable_directory_not_used(slot, capsys):
 
 
 def test_store_replaces_entry(slot):
-    slot.store(BODY, fetched=1000.0, expires=4600.0)
+    write(slot, BODY, fetched=1000.0, expires=4600.0)
     newer = BODY[:-1] + b', "AccountId": "123456789012"}'
-    slot.store(newer, fetched=2000.0, expires=5600.0)
+    write(slot, newer, fetched=2000.0, expires=5600.0)
     entry = slot.read()
     assert (entry.body, entry.fetched, entry.expires) == (newer, 2000.0, 5600.0)
 
@@ -300,7 +302,7 @@ class Fetcher:
 
 def test_get_or_fetch_fresh_entry_no_fetch(slot):
     now = time.time()
-    slot.store(BODY, fetched=now - 10, expires=now + 3600)
+    write(slot, BODY, fetched=now - 10, expires=now + 3600)
     fetch = Fetcher()
     assert get_or_fetch(slot, fetch) == BODY
     assert fetch.calls == 0
@@ -308,7 +310,7 @@ def test_get_or_fetch_fresh_entry_no_fetch(slot):
 
 def test_get_or_fetch_stale_entry_fetches(slot):
     now = time.time()
-    slot.store(BODY, fetched=now - 3000, expires=now + 600)  # inside the refresh margin
+    write(slot, BODY, fetched=now - 3000, expires=now + 600)  # inside the refresh margin
     fetch = Fetcher()
     body = get_or_fetch(slot, fetch)
     assert fetch.calls == 1
@@ -318,7 +320,7 @@ def test_get_or_fetch_stale_entry_fetches(slot):
 
 def test_get_or_fetch_refresh_fetches(slot):
     now = time.time()
-    slot.store(BODY, fetched=now - 10, expires=now + 3600)
+    write(slot, BODY, fetched=now - 10, expires=now + 3600)
     fetch = Fetcher()
     body = get_or_fetch(slot, fetch, refresh=True)
     assert fetch.calls == 1

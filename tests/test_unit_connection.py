@@ -10,7 +10,7 @@ import pytest
 from credproc import log
 from credproc.connection import METHODS, resolve, role_session_name
 from credproc.errors import ConfigError
-from credproc.sources import RawConnection
+from credproc.forms import RawConnection
 
 ROLE = "arn:aws:iam::123456789012:role/r"
 

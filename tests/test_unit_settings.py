@@ -8,7 +8,7 @@ from credproc.connection import resolve
 from credproc.errors import ConfigError
 from credproc.methods.saml.settings import read_settings
 from credproc.settings import Table, as_boolean, seconds, whole_number
-from credproc.sources import RawConnection
+from credproc.forms import RawConnection
 
 ROLE = "arn:aws:iam::123456789012:role/r"
 SAML = {"principal_arn": "arn:aws:iam::123456789012:saml-provider/idp", "idp_url": "https://idp.example/saml"}

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from credproc.commands._parser import Parser
-from credproc.log import report_error
+from credproc.errors import report_error
 
 EPILOG = """\
 commands:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from credproc import sources
+from credproc import forms, sources
 from credproc.errors import ConfigError
 from credproc.log import redact
 from credproc.resolution import Resolution
@@ -64,8 +64,8 @@ def where(definition: sources.Definition) -> str:
     """Where a definition lives, for a person: the variable, or the file and its table."""
     if definition.kind == "env":
         return definition.where
-    if definition.config is not None and sources.defines(definition.config, definition.conn_id):
-        return f"{tilde(definition.where)} [connections.{sources._toml_key(definition.conn_id)}]"
+    if definition.config is not None and forms.defines(definition.config, definition.conn_id):
+        return f"{tilde(definition.where)} [connections.{forms.toml_key(definition.conn_id)}]"
     return "not defined" + (" (boto3's default chain)" if definition.conn_id == sources.DEFAULT_CONN_ID else "")
 
 
@@ -73,7 +73,7 @@ def other_places(resolution: Resolution) -> list[str]:
     """The definitions of the connection that exist but lose to an earlier one."""
     definition = resolution.definition
     config = definition.config or sources.read_config(resolution.environ)
-    found = sources.places(resolution.conn_id, resolution.environ, config)
+    found = forms.places(resolution.conn_id, resolution.environ, config)
     return [tilde(place) for place in found[1:]]  # a variable's name is never under ~
 
 

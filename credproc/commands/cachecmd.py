@@ -1,6 +1,6 @@
 """``credproc cache list`` and ``credproc cache clear [ID]``.
 
-An entry's header (see ``credproc.cache``, which alone reads it: ``cache.scan``) names its
+An entry's header (see ``credproc.cache``, which alone reads it: ``cache.store.scan``) names its
 key and its connection id, so every entry on disk can be listed, including those of other
 environments (another AWS_PROFILE) or of older definitions, which ``credproc list`` does
 not show. Each entry is validated as the main job would read it; nothing of the body is
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from credproc import cache, sources
+from credproc.cache.store import scan
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.errors import ConfigError
@@ -61,7 +62,7 @@ def entries(environ: Mapping[str, str], conn_id: str | None = None) -> list[dict
     if problem:
         raise ConfigError(f"cache directory {directory}: {problem}")
     try:
-        stored = cache.scan(directory)
+        stored = scan(directory)
     except FileNotFoundError:
         return []
     except OSError as e:

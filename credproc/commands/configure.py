@@ -22,7 +22,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from credproc import sources
+from credproc import forms, sources
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.commands.awsconfig import IniText, profile_of_config_section
@@ -260,7 +260,7 @@ def run(options: Any) -> int:
         defined = True  # defined, wrongly: credproc show says how
     if not defined and conn_id != sources.DEFAULT_CONN_ID:
         warn(f"connection {conn_id!r} is not defined yet: set {sources.credproc_variable(conn_id)} or add "
-             f"[connections.{sources._toml_key(conn_id)}] to {sources.config_path(environ)} before using the profile")
+             f"[connections.{forms.toml_key(conn_id)}] to {sources.config_path(environ)} before using the profile")
     if environ.get("AWS_ACCESS_KEY_ID"):
         warn("AWS_ACCESS_KEY_ID is set in this environment: SDKs use it before any profile named by AWS_PROFILE "
              "(pass --profile to the AWS CLI, or unset it)")

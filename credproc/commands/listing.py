@@ -15,8 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from credproc import forms, sources
 from credproc import resolution as resolving
-from credproc import sources
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.errors import ConfigError, CredprocError
@@ -73,7 +73,7 @@ def _file_ids(config: sources.ConfigFile) -> list[str]:
     if not config.exists:
         return []
     try:
-        return list(config.tables())
+        return list(forms.config_tables(config)[1])
     except ConfigError as e:
         warn(str(e))
         return []

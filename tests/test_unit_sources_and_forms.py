@@ -1,5 +1,5 @@
-"""Unit tests of credproc.sources, in process: where a connection is defined (variables, the
-config file) and how its URI, JSON and TOML forms are parsed."""
+"""Unit tests of credproc.sources and credproc.forms, in process: where a connection is
+defined (variables, the config file) and how its URI, JSON and TOML forms are parsed."""
 
 import json
 import os
@@ -8,19 +8,8 @@ import pytest
 
 from credproc import sources
 from credproc.errors import ConfigError
-from credproc.sources import (
-    Definition,
-    RawConnection,
-    airflow_variable,
-    config_path,
-    credproc_variable,
-    locate,
-    parse,
-    parse_json,
-    parse_toml,
-    parse_uri,
-    split_table,
-)
+from credproc.forms import RawConnection, parse, parse_json, parse_toml, parse_uri, split_table
+from credproc.sources import Definition, airflow_variable, config_path, credproc_variable, locate
 
 ORIGIN = "test"
 
