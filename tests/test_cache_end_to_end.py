@@ -651,3 +651,39 @@ def test_cache_hit_imports_nothing_heavy(sts, prod, run, tmp_path):
     assumed(miss)
     assert sts.count("AssumeRole") == 2
     assert "botocore" in imported_modules(miss.stderr)
+
+
+# -- how often a run reads the definition and the entry ------------------------------------
+
+
+def _opens(exe: Path, env, tmp_path, conn_id: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run credproc under strace and return the paths it opened (successfully or not)."""
+    trace = tmp_path / f"strace-{time.monotonic_ns()}.txt"
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (scripts/system-deps installs it)")
+    result = subprocess.run([strace, "-f", "-qq", "-e", "trace=open,openat", "-o", str(trace),
+                             str(exe), "--conn", conn_id], env=env, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    paths = [line.split('"')[1] for line in trace.read_text().splitlines() if '"' in line]
+    return result, paths
+
+
+def test_a_miss_reads_the_definition_once_and_the_entry_only_before_and_under_the_lock(sts, env, credproc_bin,
+                                                                                         tmp_path):
+    """One resolution path: the fast path, the main job and the locked fetch share one read of
+    the config file and one read of the entry; the lock holder reads the entry once more, since
+    another process may have written it in between. (Before, a miss read the config file twice
+    and the entry three times.)"""
+    config = Path(env["CREDPROC_CONFIG"])
+    config.write_text(f'[connections.{CONN}]\nlogin = "{ACCESS_KEY}"\npassword = "{SECRET_KEY}"\n'
+                      f'role_arn = "{ROLE_ARN}"\nendpoint_url = "{sts.url}"\nregion_name = "us-east-1"\n')
+    miss, opened = _opens(credproc_bin, env, tmp_path, CONN)
+    assumed(miss)
+    entry = str(the_entry(env))
+    assert opened.count(str(config)) == 1, [p for p in opened if "credproc" in p]
+    assert opened.count(entry) == 2, [p for p in opened if p.endswith(".entry")]
+
+    hit, opened = _opens(credproc_bin, env, tmp_path, CONN)
+    assert hit.stdout == miss.stdout and sts.count("AssumeRole") == 1
+    assert opened.count(str(config)) == 1 and opened.count(entry) == 1
