@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from credproc.cache import O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, Entry, Slot, warn_once
+from credproc.cache import O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, REFRESH_MARGIN_MIN, Entry, Slot, warn_once
 from credproc.cache.store import ensure_directory, write
 from credproc.log import warn
 
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 # Seconds a process waits for another one's refresh before fetching without the lock
 # (see EntryLock); CREDPROC_LOCK_TIMEOUT changes it, e.g. for an SDK with a 5 s budget.
 LOCK_TIMEOUT = 30.0
+
+# Stale if error: when a refresh fails, the cached credentials are printed instead while they
+# keep more than this many seconds. It is the refresh margin's floor (cache.REFRESH_MARGIN_MIN),
+# the least any credentials credproc prints have left, which every SDK accepts.
+STALE_FLOOR = REFRESH_MARGIN_MIN
 
 HELD, RELEASED, NOT_HELD = "held", "released", "not held"
 
@@ -130,6 +135,11 @@ def get_or_fetch(slot: Slot, fetch: Callable[[], Credentials], *, refresh: bool 
     Whoever held the lock has usually just refreshed the entry, so it is read again after
     every wait. An entry written after this call began is taken even when it is not "fresh"
     by the margin (short-lived roles), so a stampede makes one STS call.
+
+    Stale if error: when ``fetch()`` fails, for whatever reason, and the entry still has more
+    than ``STALE_FLOOR`` seconds, its body is returned with one warning saying why and until
+    when; past the floor, or with ``refresh`` (the user asked for new credentials), the error
+    is raised. Expired credentials are never returned.
     """
     started = time.time()
 
@@ -147,10 +157,31 @@ def get_or_fetch(slot: Slot, fetch: Callable[[], Credentials], *, refresh: bool 
                 return entry.body
             if state == RELEASED:
                 continue  # the holder failed or its result is no use: our turn to try
-            credentials = fetch()
+            try:
+                credentials = fetch()
+            except Exception as error:  # any failure upstream, or in a user's session factory
+                if refresh or entry is None or entry.expires - time.time() <= STALE_FLOOR:
+                    raise
+                _warn_stale(slot, entry, error)
+                return entry.body
             body = credentials.to_process_json().encode()
             if credentials.expires_at is not None:  # long-term keys are never cached
                 write(slot, body, fetched=time.time(), expires=credentials.expires_at)
             return body
     finally:
         lock.close()
+
+
+def _warn_stale(slot: Slot, entry: Entry, error: Exception) -> None:
+    """One line: which connection, why the refresh failed, and until when the cached
+    credentials are served (the error's own text never holds a secret, and warn masks)."""
+    from credproc.errors import CredprocError
+
+    reason = str(error) if isinstance(error, CredprocError) else f"{type(error).__name__}: {error}"
+    prefix = f"connection {slot.conn_id!r}: "
+    reason = reason[len(prefix):] if reason.startswith(prefix) else reason
+    left = int(entry.expires - time.time())
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.expires))
+    warn(f"connection {slot.conn_id!r}: refreshing its credentials failed ({reason}); serving the cached "
+         f"ones, which expire at {until} (in {left // 60}m{left % 60:02d}s; served while more than "
+         f"{STALE_FLOOR // 60} minutes are left)")
