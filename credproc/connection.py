@@ -165,8 +165,9 @@ def key_pairs(login: str | None, password: str | None, extra: Table,
               session_kwargs: Table) -> list[tuple[str, str | None, str | None]]:
     """The places a key pair may be given, in precedence order: (where, key id, secret).
 
-    The first complete pair is used; so the keyring completes a half pair only when no
-    complete pair follows it (``credproc.keyring_store.wanted``)."""
+    The first complete pair is used; a half pair is ignored with a warning. The keyring
+    completes a half pair only when no complete pair is given anywhere
+    (``credproc.keyring_store.wanted``, which reads these same places)."""
     return [
         ("login/password", login, password),
         ("extra aws_access_key_id/aws_secret_access_key",

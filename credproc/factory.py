@@ -98,7 +98,9 @@ class BaseSessionFactory:
         cls = type(self)
         self.log = logging.getLogger("credproc.factory" if cls is BaseSessionFactory
                                      else f"credproc.factory.{cls.__module__}.{cls.__qualname__}")
-        sensitive.register(conn.extra_config)  # a factory's own secrets (federation.password) too
+        # connection.resolve registered these already; a factory built on an AwsConnection made
+        # directly (its public constructor) must mask its own secrets (federation.password) too.
+        sensitive.register(conn.extra_config)
 
     @property
     def extra_config(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line, warn
+from credproc.settings import as_table
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -138,7 +139,8 @@ def wanted(raw: RawConnection) -> list[tuple[dict, str]]:
     at all (a role assumed with boto3's chain, say) never touches the keyring either.
     """
     fields, extra = raw.fields, raw.extra
-    session_kwargs = _table(extra.get("session_kwargs"))
+    # As JSON text in a URI too; a malformed one is reported by the connection's own reading.
+    session_kwargs = as_table(extra.get("session_kwargs")) or {}
     pairs = ((fields, "login", "password"), (extra, "aws_access_key_id", "aws_secret_access_key"),
              (session_kwargs, "aws_access_key_id", "aws_secret_access_key"))
     if any(_given(table.get(key_id)) and _given(table.get(secret)) for table, key_id, secret in pairs):
@@ -151,19 +153,6 @@ def wanted(raw: RawConnection) -> list[tuple[dict, str]]:
     if out and not _given(extra.get("aws_session_token")):
         out.append((extra, "aws_session_token"))
     return out
-
-
-def _table(value: object) -> dict:
-    """session_kwargs as a table, also when a URI carries it as JSON text; {} otherwise
-    (the connection's own reading reports a malformed one)."""
-    if isinstance(value, str) and value.strip().startswith("{"):
-        import json
-
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 def fill(raw: RawConnection, *, interactive: bool = False) -> list[str]:

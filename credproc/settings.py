@@ -91,16 +91,10 @@ class Table:
         value = self.values.get(key)
         if is_unset(value):
             return {}
-        if isinstance(value, str):
-            import json
-
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = None
-        if not isinstance(value, dict):
+        table = as_table(value)
+        if table is None:
             raise self.error(f"{self.name(key)} must be a table/object (in a URI, pass it inside __extra__)")
-        return dict(value)
+        return table
 
     def sub(self, key: str) -> Table:
         """The table under ``key``, as a Table of its own."""
@@ -143,6 +137,18 @@ class Table:
         if parsed is None:
             raise self.error(f"{self.name(key)} must be {describe_range(minimum, maximum)}, not {value!r}")
         return parsed
+
+
+def as_table(value: object) -> dict[str, Any] | None:
+    """``value`` as a table (a copy), also when it is JSON text holding an object; else None."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return dict(value) if isinstance(value, dict) else None
 
 
 def parse_seconds(value: object, minimum: float = 0.0, maximum: float | None = None) -> float | None:
