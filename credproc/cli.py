@@ -39,10 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     resolution = Resolution(fast.get("conn", sources.DEFAULT_CONN_ID), session_factory=fast.get("session_factory"),
                             profile=fast.get("profile"))
     if "CREDPROC_CHAIN" not in os.environ:  # inside another credproc's fetch: no shortcuts
-        body = resolution.fresh_body(time.time())
-        if body is not None:
-            write_credentials(body)
-            return 0
+        entry = resolution.entry()
+        if entry is not None:
+            now = time.time()
+            if entry.is_fresh(now):
+                write_credentials(entry.body)
+                return 0
+            if entry.floor > now:  # due: print it, and refresh in the background
+                from credproc import background
+
+                if background.enabled(os.environ):
+                    write_credentials(entry.body)
+                    background.after_serving(resolution, entry, now)
+                    return 0
     return run(resolution)
 
 

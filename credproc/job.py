@@ -16,7 +16,7 @@ from credproc.resolution import Resolution
 
 TYPE_CHECKING = False  # waiters of a stampede import this module: typing would cost them
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import IO, Any
 
     from credproc.protocol import Credentials
@@ -29,9 +29,12 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
     """The credential_process JSON for the resolution's connection, as bytes ready for stdout."""
     recursion.check(resolution.conn_id, resolution.environ)
     if use_cache and not refresh:
-        body = resolution.fresh_body(time.time())
-        if body is not None:
-            return body
+        from credproc import background
+
+        entry, now = resolution.entry(), time.time()
+        if entry is not None and background.servable(entry, now, resolution.environ):
+            background.after_serving(resolution, entry, now)
+            return entry.body
 
     # A miss. The process that gets the lock fetches; the others wait for it and find the
     # entry it wrote. Until then nothing heavy is imported: in a stampede the waiters never
@@ -40,6 +43,28 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
     if resolution.undefined:
         raise resolution.not_defined()  # no need to lock to know that
 
+    if not use_cache:
+        return _fetcher(resolution, debug)().to_process_json().encode()
+    from credproc.cache.lock import get_or_fetch
+
+    return get_or_fetch(resolution.bucket, lambda: resolution.recorded_slot(reread=True), resolution.place,
+                        _fetcher(resolution, debug), refresh=refresh, lock_timeout=lock_timeout(resolution.environ))
+
+
+def refresh_in_background(resolution: Resolution) -> None:
+    """The detached refresher's work (``credproc.background``), the lock already held: fetch
+    and store, or record the failure in the entry. Nothing is printed."""
+    from credproc.cache.lock import attempt
+
+    slot = resolution.recorded_slot(reread=True)
+    entry = slot.read(quiet=True) if slot is not None else None
+    try:
+        attempt(slot, entry, resolution.place, _fetcher(resolution, False), background=True)
+    except Exception:  # recorded in the entry by attempt(); nobody to tell
+        return
+
+
+def _fetcher(resolution: Resolution, debug: bool) -> Callable[[], Credentials]:
     def fetch() -> Credentials:
         from credproc.log import setup_logging
 
@@ -47,11 +72,7 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
         with StdoutToStderr():  # a session factory's print() must not corrupt the JSON
             return resolution.credentials()
 
-    if not use_cache:
-        return fetch().to_process_json().encode()
-    from credproc.cache.lock import get_or_fetch
-
-    return get_or_fetch(resolution.slot, fetch, refresh=refresh, lock_timeout=lock_timeout(resolution.environ))
+    return fetch
 
 
 def lock_timeout(environ: Mapping[str, str]) -> float:

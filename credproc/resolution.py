@@ -4,8 +4,9 @@ A :class:`Resolution` is one connection id as this run sees it - the command-lin
 (``--session-factory``, ``--profile``) and the environment - and answers, each at most once:
 
 * ``definition``: where the connection is defined and its raw text (``sources.locate``);
-* ``slot``: its place in the cache, keyed on that text (``cache.identity``);
-* :meth:`entry`: the cached entry, read once;
+* ``bucket``: its place in the cache, keyed on that text (``cache.identity``);
+* :meth:`recorded_slot` and :meth:`entry`: the entry for this environment's values of the
+  variables the last fetch recorded (``credproc.depends``), read once;
 * :meth:`raw`, :meth:`factory_choice`, :meth:`connection`: the parsed fields, the session
   factory in use, the connection with its meaning (secrets registered, keyring asked as
   the caller says);
@@ -48,10 +49,12 @@ class Resolution:
         self.session_factory_flag = session_factory
         self.profile = profile
         self.definition = sources.locate(conn_id, self.environ, config)
-        # The flag is part of the key; CREDPROC_SESSION_FACTORY and the definition's own
-        # session_factory are hashed anyway (the variable as an identity variable).
+        # The flag is part of the key, like CREDPROC_SESSION_FACTORY and the definition's own
+        # session_factory (in its text).
         key = cache.identity(self.definition, session_factory, self.environ)
-        self.slot = cache.Slot(cache.cache_dir(self.environ), key, conn_id)
+        self.bucket = cache.Bucket(cache.cache_dir(self.environ), key, conn_id)
+        self._slot: cache.Slot | None = None
+        self._slot_read = False
         self._entry: cache.Entry | None = None
         self._entry_read = False
         self._raw: RawConnection | None = None
@@ -62,17 +65,22 @@ class Resolution:
 
     # -- the cache hit ---------------------------------------------------------------------
 
-    def entry(self) -> cache.Entry | None:
-        """The cached entry as read the first time it was asked for (the lock holder of a
-        miss reads it again itself, since another process may have written it since)."""
-        if not self._entry_read:
-            self._entry, self._entry_read = self.slot.read(), True
-        return self._entry
+    def recorded_slot(self, *, reread: bool = False) -> cache.Slot | None:
+        """The slot of this environment's entry, by the bucket's record of the variables its
+        entries depend on; None before any fetch has recorded them. ``reread``: read the
+        record again (another process may have written it since)."""
+        if reread or not self._slot_read:
+            variables = self.bucket.variables()
+            self._slot = None if variables is None else self.bucket.slot(self.environ, variables)
+            self._slot_read = True
+        return self._slot
 
-    def fresh_body(self, now: float) -> bytes | None:
-        """The body to print when the entry is fresh at ``now``, else None."""
-        entry = self.entry()
-        return entry.body if entry is not None and entry.is_fresh(now) else None
+    def entry(self, *, reread: bool = False) -> cache.Entry | None:
+        """The cached entry as read the first time it was asked for, or again with ``reread``."""
+        if reread or not self._entry_read:
+            slot = self.recorded_slot(reread=reread)
+            self._entry, self._entry_read = (slot.read() if slot is not None else None), True
+        return self._entry
 
     # -- a miss: what the definition means -----------------------------------------------
 
@@ -181,6 +189,35 @@ class Resolution:
         )
 
     # -- a miss: the fetch ---------------------------------------------------------------
+
+    def variables(self) -> tuple[str, ...]:
+        """The variables of the environment that this connection's credentials depend on
+        (``credproc.depends``), from the parsed connection and the factory in use."""
+        from credproc import depends
+
+        conn = self.connection()  # the fetch's own: the keyring is asked once, warnings said once
+        spec, named_by = self.factory_choice()
+        factory_class = None
+        if spec:
+            from credproc.factory import load_factory
+
+            factory_class = load_factory(spec, named_by=named_by)
+        return depends.variables(conn, factory_class)
+
+    def place(self) -> cache.Slot:
+        """The slot a fetch writes: by the variables the parsed connection depends on,
+        which it records for the hits to come when the record says otherwise."""
+        variables = self.variables()
+        if self.bucket.variables() != variables:
+            import contextlib
+
+            from credproc.cache.store import ensure_directory, write_variables
+
+            with contextlib.suppress(OSError):  # the entry write says what is wrong
+                ensure_directory(self.bucket)
+            write_variables(self.bucket, variables)
+        self._slot, self._slot_read = self.bucket.slot(self.environ, variables), True
+        return self._slot
 
     def factory(self, *, custom: bool = True) -> BaseSessionFactory:
         """The session factory for this connection, with the botocore Config of its STS calls.

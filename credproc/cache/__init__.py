@@ -25,6 +25,7 @@ lets the run print its credentials.
 from __future__ import annotations
 
 import os
+import time
 
 try:  # the builtin module: hashlib would first load OpenSSL, ~7 ms on a cache hit
     from _sha256 import sha256  # CPython <= 3.11
@@ -41,21 +42,35 @@ if TYPE_CHECKING:
     from credproc.sources import Definition
 
 FORMAT = b"credproc-cache"
-VERSION = b"1"
+VERSION = b"2"
 MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
 
-# When to refresh. botocore treats credentials with less than 15 minutes left as due for
-# refresh (it re-runs the process on every API call) and refuses, with an error, ones with
-# less than 10 minutes left after a refresh. So an entry is served while more than
-# ``refresh_margin(lifetime)`` remains: 20 minutes for ordinary sessions (an hour-long
-# session is served for 40 minutes), half the lifetime for shorter ones, and never less
-# than 11 minutes. A 15-minute role (STS's minimum) is thus served for its first 4 minutes;
-# botocore re-runs us on each call in that time, and each run is a cheap hit.
-REFRESH_MARGIN_MAX = 20 * 60
-REFRESH_MARGIN_MIN = 11 * 60
+# The refresh timeline of an entry fetched at F that expires at E, lifetime L = E - F:
+#
+#   F ........ due ................ floor ........ E
+#     fresh       due: served, and         ending:
+#                 refreshed in the         refreshed before
+#                 background               anything is printed
+#
+# * floor = E - FLOOR. Nothing credproc prints has less than FLOOR (11 minutes) left, so
+#   every SDK takes what it gets without asking again at once. Past the floor an entry is
+#   refreshed in the foreground, and a failure is an error (expired ones are never printed).
+# * due = F + min((L - FLOOR) / 2, DUE_CAP): halfway through the time the entry may be
+#   served, and at most an hour after the fetch. From there a run prints the entry at once
+#   and leaves the refresh to a detached process, so an outage that starts at the due point
+#   goes unnoticed until the floor: 2 minutes for a 15-minute role, 24.5 minutes for a
+#   one-hour role, 10 hours 49 minutes for a 12-hour role.
+# * A refresh that fails is recorded in the entry; the next try waits for a backoff that
+#   doubles from BACKOFF_FIRST to BACKOFF_MAX, and meanwhile the entry is served as it is.
+FLOOR = 11 * 60
+DUE_CAP = 60 * 60
+BACKOFF_FIRST = 30
+BACKOFF_MAX = 5 * 60
 
-# Everything in the environment that can change what a definition yields: a change in any of
-# them is a new cache identity. Values are hashed, never stored.
+# Every variable of the environment that can change what a definition yields. A fetch
+# records the ones its connection depends on (credproc.depends) and the entry is keyed on
+# their values: a connection with its own keys, region and STS endpoint depends on none.
+# Values are hashed, never stored.
 IDENTITY_VARIABLES = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
@@ -71,23 +86,19 @@ IDENTITY_VARIABLES = (
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_STS",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "GOOGLE_APPLICATION_CREDENTIALS",
     "CLOUDSDK_CONFIG",
     "GCE_METADATA_HOST",
-    "CREDPROC_SESSION_FACTORY",
+    "GCE_METADATA_IP",
 )
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _warned: set[str] = set()
-
-
-def refresh_margin(lifetime: float) -> float:
-    """Seconds before expiry at which an entry stops being served (see the note above)."""
-    return min(max(lifetime / 2, REFRESH_MARGIN_MIN), REFRESH_MARGIN_MAX)
 
 
 def cache_dir(environ: Mapping[str, str]) -> str:
@@ -98,17 +109,8 @@ def cache_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "credproc")
 
 
-def identity(definition: Definition, factory: str | None, environ: Mapping[str, str]) -> str:
-    """The cache key: a hash of everything that decides which credentials a run yields.
-
-    That is the definition's raw text and where it came from (so any edit is a new entry,
-    and a hit need not parse it), the session factory, and ``IDENTITY_VARIABLES``. Secrets
-    in the definition go into the hash only; the hash cannot be turned back into them.
-    """
+def _hash(parts: list[bytes | str]) -> str:
     h = sha256()
-    parts: list[bytes | str] = [b"credproc-identity-1", definition.conn_id, definition.kind, definition.where,
-                                definition.text, factory or ""]
-    parts += [f"{name}={environ.get(name, '')}" for name in IDENTITY_VARIABLES]
     for part in parts:
         data = part if isinstance(part, bytes) else part.encode("utf-8", "surrogateescape")
         h.update(len(data).to_bytes(8, "big"))
@@ -116,34 +118,70 @@ def identity(definition: Definition, factory: str | None, environ: Mapping[str, 
     return h.hexdigest()
 
 
-FRESH, STALE, EXPIRED = "fresh", "stale", "expired"
+def identity(definition: Definition, factory: str | None, environ: Mapping[str, str]) -> str:
+    """The key of a connection's bucket: a hash of its definition and its session factory.
+
+    That is the definition's raw text and where it came from (so any edit is a new bucket,
+    and a hit need not parse it), the ``--session-factory`` flag and ``CREDPROC_SESSION_FACTORY``
+    (which pick the code that runs). Secrets in the definition go into the hash only; the
+    hash cannot be turned back into them. The environment's other variables key the entries
+    inside the bucket (:meth:`Bucket.slot`)."""
+    return _hash([b"credproc-identity-2", definition.conn_id, definition.kind, definition.where,
+                  definition.text, factory or "", environ.get("CREDPROC_SESSION_FACTORY", "")])
+
+
+FRESH, DUE, ENDING, EXPIRED = "fresh", "due", "ending", "expired"
+
+
+def backoff(failures: int) -> float:
+    """Seconds between tries after ``failures`` failed refreshes in a row: 30, 60, 120, 240, 300..."""
+    return float(min(BACKOFF_FIRST << min(max(failures, 1) - 1, 16), BACKOFF_MAX))
 
 
 class Entry:
-    """One cached answer: the body to print and when it was fetched and expires (Unix time).
+    """One cached answer: the body to print, when it was fetched and expires (Unix time),
+    and the failed refreshes since (none, or when the first and the last failed, how many
+    in a row, and why, in one line without secrets).
 
-    Its state is the one question callers ask: :data:`FRESH` (served as it is until
-    :attr:`fresh_until`), :data:`STALE` (still valid but due for refresh: the next run fetches)
-    or :data:`EXPIRED`."""
+    Its state is the one question callers ask (see the timeline above): :data:`FRESH`,
+    :data:`DUE`, :data:`ENDING` or :data:`EXPIRED`."""
 
-    __slots__ = ("body", "expires", "fetched")
+    __slots__ = ("body", "expires", "failed_at", "failed_since", "failures", "fetched", "reason")
 
-    def __init__(self, body: bytes, fetched: float, expires: float):
+    def __init__(self, body: bytes, fetched: float, expires: float, failed_since: float = 0.0,
+                 failed_at: float = 0.0, failures: int = 0, reason: str = ""):
         self.body = body
         self.fetched = fetched
         self.expires = expires
+        self.failed_since = failed_since
+        self.failed_at = failed_at
+        self.failures = failures
+        self.reason = reason
+
+    @property
+    def floor(self) -> float:
+        """When the entry stops being printed without a refresh first."""
+        return self.expires - FLOOR
 
     @property
     def fresh_until(self) -> float:
-        return self.expires - refresh_margin(self.expires - self.fetched)
+        """When it becomes due for refresh (never after the floor)."""
+        return min(self.fetched + min((self.expires - self.fetched - FLOOR) / 2, DUE_CAP), self.floor)
+
+    @property
+    def retry_at(self) -> float:
+        """When the next refresh may be tried after the failures recorded (0: at once)."""
+        return self.failed_at + backoff(self.failures) if self.failures else 0.0
 
     def is_fresh(self, now: float) -> bool:
         return self.fresh_until > now
 
     def state(self, now: float) -> str:
-        if self.is_fresh(now):
+        if self.fresh_until > now:
             return FRESH
-        return STALE if self.expires > now else EXPIRED
+        if self.floor > now:
+            return DUE
+        return ENDING if self.expires > now else EXPIRED
 
 
 def directory_problem(directory: str) -> str | None:
@@ -163,21 +201,64 @@ def directory_problem(directory: str) -> str | None:
     return None
 
 
-class Slot:
-    """The place of one connection identity in the cache: its entry and its lock."""
+class Bucket:
+    """All the entries of one definition: its lock, the record of the variables it depends
+    on, and one entry per value of those variables (:meth:`slot`).
+
+    The record (``<bucket>.vars``, one line) is written by the fetch that learns the
+    variables from the parsed connection (``credproc.depends``); a hit reads it, one small
+    read, so that it never parses the definition."""
 
     def __init__(self, directory: str, key: str, conn_id: str):
         self.directory = directory
         self.key = key
         self.conn_id = conn_id
         safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in conn_id)
-        self.path = os.path.join(directory, f"{safe[:40]}--{key[:32]}.entry")
-        self.lock_path = self.path[: -len(".entry")] + ".lock"
+        self.prefix = os.path.join(directory, f"{safe[:40]}--")
+        self.lock_path = f"{self.prefix}{key[:32]}.lock"
+        self.variables_path = f"{self.prefix}{key[:32]}.vars"
+
+    def directory_problem(self) -> str | None:
+        """Why the directory must not be trusted, or None. Missing is no problem."""
+        return directory_problem(self.directory)
+
+    def variables(self) -> tuple[str, ...] | None:
+        """The variables recorded by the last fetch, or None when there is no usable record."""
+        data = _read_private(self.variables_path, 4096)
+        if data is None:
+            return None
+        fields = data.rstrip(b"\n").split(b" ")
+        if len(fields) != 5 or fields[0] != VARIABLES_FORMAT or fields[1] != VERSION or fields[2] != self.key.encode():
+            return None
+        if fields[4] != digest(fields[:4], b""):
+            return None
+        names = fields[3].decode("ascii", "replace")
+        return () if names == "-" else tuple(names.split(","))
+
+    def slot(self, environ: Mapping[str, str], variables: tuple[str, ...]) -> Slot:
+        """The entry for the values these variables have in ``environ``."""
+        parts: list[bytes | str] = [b"credproc-entry-2", self.key]
+        parts += [f"{name}={environ.get(name, '')}" for name in variables]
+        return Slot(self, _hash(parts))
+
+
+VARIABLES_FORMAT = b"credproc-vars"
+
+
+class Slot:
+    """The place of one entry: a bucket, and the values of the variables it depends on."""
+
+    def __init__(self, bucket: Bucket, key: str):
+        self.bucket = bucket
+        self.key = key
+        self.conn_id = bucket.conn_id
+        self.directory = bucket.directory
+        self.path = f"{bucket.prefix}{key[:32]}.entry"
+        self.lock_path = bucket.lock_path
 
     # -- reading: runs on every cache hit ------------------------------------------------
 
     def directory_problem(self) -> str | None:
-        """Why the directory must not be trusted, or None. Missing is no problem."""
         return directory_problem(self.directory)
 
     def read(self, quiet: bool = False) -> Entry | None:
@@ -196,23 +277,11 @@ class Slot:
         if problem:
             return None, "directory: " + problem
         try:
-            # O_NONBLOCK: a FIFO planted in our place must not block the open (no effect on files)
-            fd = os.open(self.path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        except FileNotFoundError:
-            return None, None
-        except OSError as e:  # ELOOP: a symlink planted in our place
+            data = _read_private(self.path, MAX_ENTRY_BYTES + 1, strict=True)
+        except OSError as e:
             return None, e.strerror or str(e)
-        try:
-            st = os.fstat(fd)
-            if st.st_mode & 0o170000 != 0o100000:
-                return None, "not a regular file"
-            if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
-                return None, f"owned by uid {st.st_uid}, not by you"
-            if st.st_mode & 0o022:
-                return None, "writable by group or others"
-            data = _read_all(fd, MAX_ENTRY_BYTES + 1)
-        finally:
-            os.close(fd)
+        if data is None:
+            return None, None
         entry = self._parse(data)
         if entry is None:
             return None, "corrupt or from another connection"
@@ -221,16 +290,21 @@ class Slot:
     def _parse(self, data: bytes) -> Entry | None:
         header, _, body = data.partition(b"\n")
         fields = header.split(b" ")
-        if len(fields) != 7 or fields[0] != FORMAT or fields[1] != VERSION:
+        if len(fields) != 11 or fields[0] != FORMAT or fields[1] != VERSION:
             return None
         if fields[2] != self.key.encode() or len(data) > MAX_ENTRY_BYTES or not body:
             return None
-        if fields[6] != digest(fields[:6], body) or not _looks_like_output(body):
+        if fields[10] != digest(fields[:10], body) or not _looks_like_output(body):
             return None
         try:
-            return Entry(body, float(fields[3]), float(fields[4]))
+            entry = Entry(body, float(fields[3]), float(fields[4]))
+            if fields[8] != b"0":
+                entry.failed_since, entry.failed_at = float(fields[6]), float(fields[7])
+                entry.failures = int(fields[8])
+                entry.reason = bytes.fromhex(fields[9].decode("ascii")).decode("utf-8", "replace")
         except ValueError:
             return None
+        return entry
 
     def remove(self) -> bool:
         try:
@@ -238,6 +312,45 @@ class Slot:
             return True
         except FileNotFoundError:
             return False
+
+
+def _read_private(path: str, limit: int, strict: bool = False) -> bytes | None:
+    """The first ``limit`` bytes of a regular file that is ours and writable by us alone;
+    None when it is missing. Otherwise None, or with ``strict`` an OSError saying why not."""
+    try:
+        # O_NONBLOCK: a FIFO planted in our place must not block the open (no effect on files)
+        fd = os.open(path, os.O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:  # ELOOP: a symlink planted in our place
+        if strict:
+            raise
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:
+            problem = "not a regular file"
+        elif hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            problem = f"owned by uid {st.st_uid}, not by you"
+        elif st.st_mode & 0o022:
+            problem = "writable by group or others"
+        else:
+            return _read_all(fd, limit)
+    finally:
+        os.close(fd)
+    if strict:
+        raise OSError(0, problem)
+    return None
+
+
+def open_lock(bucket: Bucket) -> int:
+    """A descriptor on the bucket's lock file (created 0600 if missing); OSError if it
+    cannot be opened or is not a regular file. Locking it is the caller's business."""
+    fd = os.open(bucket.lock_path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+    if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+        os.close(fd)
+        raise OSError(0, "the lock file is not a regular file")
+    return fd
 
 
 def _looks_like_output(body: bytes) -> bool:
@@ -282,3 +395,19 @@ def warn_once(what: str, message: str) -> None:
 
         warn(message)
 
+
+
+def warn_stale(conn_id: str, entry: Entry) -> None:
+    """One line when failing refreshes leave the cached credentials to be served: which
+    connection, why (the recorded reason holds no secret), and until when."""
+    now = time.time()
+    left = int(entry.expires - now)
+    since = "" if entry.failures < 2 else f", {entry.failures} tries since {_clock(entry.failed_since)}"
+    retry = f"; next try after {_clock(entry.retry_at)}" if entry.retry_at > now else ""
+    warn_once(f"stale {conn_id}", f"connection {conn_id!r}: refreshing its credentials failed ({entry.reason}{since}); "
+              f"serving the cached ones, which expire at {_clock(entry.expires, True)} (in {left // 60}m"
+              f"{left % 60:02d}s; served while more than {FLOOR // 60} minutes are left){retry}")
+
+
+def _clock(when: float, date: bool = False) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ" if date else "%H:%M:%SZ", time.gmtime(when))

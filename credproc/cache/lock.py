@@ -8,25 +8,20 @@ from __future__ import annotations
 import os
 import time
 
-from credproc.cache import O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, REFRESH_MARGIN_MIN, Entry, Slot, warn_once
-from credproc.cache.store import ensure_directory, write
+from credproc.cache import Bucket, Entry, Slot, open_lock, warn_once, warn_stale
+from credproc.cache.store import ensure_directory, record_failure, write
+from credproc.errors import CredprocError
 from credproc.log import warn
 
 TYPE_CHECKING = False  # a stampede's waiters import this module: no typing for them
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import TypeGuard
 
     from credproc.protocol import Credentials
 
 # Seconds a process waits for another one's refresh before fetching without the lock
 # (see EntryLock); CREDPROC_LOCK_TIMEOUT changes it, e.g. for an SDK with a 5 s budget.
 LOCK_TIMEOUT = 30.0
-
-# Stale if error: when a refresh fails, the cached credentials are printed instead while they
-# keep more than this many seconds. It is the refresh margin's floor (cache.REFRESH_MARGIN_MIN),
-# the least any credentials credproc prints have left, which every SDK accepts.
-STALE_FLOOR = REFRESH_MARGIN_MIN
 
 HELD, RELEASED, NOT_HELD = "held", "released", "not held"
 
@@ -49,8 +44,8 @@ class EntryLock:
 
     POLL = 0.05  # seconds between looks at a held lock: a fetch takes far longer
 
-    def __init__(self, slot: Slot, timeout: float):
-        self.slot = slot
+    def __init__(self, bucket: Bucket, timeout: float):
+        self.bucket = bucket
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self._fd: int | None = None
@@ -86,7 +81,7 @@ class EntryLock:
         # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
         # process on this machine: after the timeout we fetch without the lock. Writes are
         # atomic renames, so the worst case is one extra STS call.
-        warn(f"waited {self.timeout:.0f}s for lock {self.slot.lock_path}; fetching without it")
+        warn(f"waited {self.timeout:.0f}s for lock {self.bucket.lock_path}; fetching without it")
         return NOT_HELD
 
     def release(self) -> None:
@@ -101,25 +96,21 @@ class EntryLock:
             self._fd = None
 
     def _open(self) -> int:
-        problem = self.slot.directory_problem()
+        problem = self.bucket.directory_problem()
         if problem:
             raise OSError(0, problem)
-        ensure_directory(self.slot)
-        fd = os.open(self.slot.lock_path, os.O_RDWR | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
-        if os.fstat(fd).st_mode & 0o170000 != 0o100000:
-            os.close(fd)
-            raise OSError(0, "the lock file is not a regular file")
-        return fd
+        ensure_directory(self.bucket)
+        return open_lock(self.bucket)
 
     def _unavailable(self, error: OSError) -> str:
-        warn_once(self.slot.directory, f"cannot lock {self.slot.lock_path}: {error.strerror or error}; "
+        warn_once(self.bucket.directory, f"cannot lock {self.bucket.lock_path}: {error.strerror or error}; "
                    "fetching without the lock, and the cache may not be written either")
         return NOT_HELD
 
     def _acquire_filelock(self) -> str:  # pragma: no cover - Windows
         from filelock import FileLock, Timeout
 
-        lock = FileLock(self.slot.lock_path, timeout=max(0.0, self.deadline - time.monotonic()))
+        lock = FileLock(self.bucket.lock_path, timeout=max(0.0, self.deadline - time.monotonic()))
         try:
             lock.acquire()
         except Timeout:
@@ -128,60 +119,94 @@ class EntryLock:
         return HELD
 
 
-def get_or_fetch(slot: Slot, fetch: Callable[[], Credentials], *, refresh: bool = False,
+def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callable[[], Slot],
+                 fetch: Callable[[], Credentials], *, refresh: bool = False,
                  lock_timeout: float = LOCK_TIMEOUT) -> bytes:
-    """The body to print: a usable entry, else ``fetch()`` under the entry's lock, stored.
+    """The body to print: a usable entry, else ``fetch()`` under the bucket's lock, stored.
 
-    Whoever held the lock has usually just refreshed the entry, so it is read again after
-    every wait. An entry written after this call began is taken even when it is not "fresh"
-    by the margin (short-lived roles), so a stampede makes one STS call.
+    ``find()`` is the slot the bucket's record of variables points at (None: no record yet);
+    ``place()`` is the slot this fetch writes, from the parsed connection. Whoever held the
+    lock has usually just refreshed the entry, so it is looked up again after every wait. An
+    entry written after this call began is taken even when it is not fresh (short-lived
+    roles), so a stampede makes one STS call.
 
-    Stale if error: when ``fetch()`` fails, for whatever reason, and the entry still has more
-    than ``STALE_FLOOR`` seconds, its body is returned with one warning saying why and until
-    when; past the floor, or with ``refresh`` (the user asked for new credentials), the error
-    is raised. Expired credentials are never returned.
+    A due entry (see ``credproc.cache``) whose last refresh failed less than a backoff ago is
+    served without asking upstream, and so is one whose refresh failed in the process whose
+    lock this one waited for. When ``fetch()`` itself fails, the failure is recorded in the
+    entry, and while it has more than ``FLOOR`` seconds left its body is returned with one
+    warning saying why and until when (stale if error). Past the floor, or with ``refresh``
+    (the user asked for new credentials), the error is raised. Expired credentials are never
+    returned.
     """
     started = time.time()
 
-    def usable(entry: Entry | None) -> TypeGuard[Entry]:
+    def served(entry: Entry | None, state: str) -> bytes | None:
+        """The body to print without fetching, or None; raises when the holder we waited
+        for has just failed and the entry may not be served."""
         now = time.time()
-        return entry is not None and entry.expires > now and (
-            entry.fetched >= started or (not refresh and entry.is_fresh(now)))
+        if entry is None or entry.expires <= now:
+            return None
+        if entry.fetched >= started or (not refresh and entry.is_fresh(now)):
+            return entry.body
+        failed_meanwhile = entry.failed_at >= started
+        if not refresh and entry.floor > now and (failed_meanwhile or now < entry.retry_at):
+            warn_stale(bucket.conn_id, entry)  # upstream is failing: do not ask it again yet
+            return entry.body
+        if state == RELEASED and failed_meanwhile:
+            raise CredprocError(f"connection {bucket.conn_id!r}: refreshing its credentials failed "
+                                f"({entry.reason}), in another credproc process just now")
+        return None
 
-    lock = EntryLock(slot, lock_timeout)
+    lock = EntryLock(bucket, lock_timeout)
     try:
         while True:
             state = lock.acquire()
-            entry = slot.read()
-            if usable(entry):
-                return entry.body
+            slot = find()
+            entry = slot.read() if slot is not None else None
+            body = served(entry, state)
+            if body is not None:
+                return body
             if state == RELEASED:
-                continue  # the holder failed or its result is no use: our turn to try
-            try:
-                credentials = fetch()
-            except Exception as error:  # any failure upstream, or in a user's session factory
-                if refresh or entry is None or entry.expires - time.time() <= STALE_FLOOR:
-                    raise
-                _warn_stale(slot, entry, error)
-                return entry.body
-            body = credentials.to_process_json().encode()
-            if credentials.expires_at is not None:  # long-term keys are never cached
-                write(slot, body, fetched=time.time(), expires=credentials.expires_at)
-            return body
+                continue  # the holder's result is no use to this run: our turn to try
+            return attempt(slot, entry, place, fetch, refresh=refresh)
     finally:
         lock.close()
 
 
-def _warn_stale(slot: Slot, entry: Entry, error: Exception) -> None:
-    """One line: which connection, why the refresh failed, and until when the cached
-    credentials are served (the error's own text never holds a secret, and warn masks)."""
-    from credproc.errors import CredprocError
+def attempt(slot: Slot | None, entry: Entry | None, place: Callable[[], Slot], fetch: Callable[[], Credentials],
+            *, refresh: bool = False, background: bool = False) -> bytes:
+    """Fetch (the caller holds the lock) and store the result in the slot ``place()`` gives.
+
+    ``slot`` and ``entry`` are what the bucket's record pointed at. On failure the failure is
+    recorded in ``entry``, which is served while it has more than the floor left, unless
+    ``refresh`` or ``background`` (a detached refresher prints nothing)."""
+    try:
+        placed = place()  # parses the connection: its errors are the fetch's
+        if slot is None or placed.path != slot.path:  # no record yet, or an outdated one
+            slot, entry = placed, placed.read()
+        credentials = fetch()
+    except Exception as error:  # any failure upstream, or in a user's session factory
+        now = time.time()
+        if slot is None or entry is None or entry.expires <= now:
+            raise
+        entry = record_failure(slot, entry, reason_of(error, slot.conn_id), now)
+        if refresh or background or entry.floor <= now:
+            raise
+        warn_stale(slot.conn_id, entry)
+        return entry.body
+    body = credentials.to_process_json().encode()
+    if credentials.expires_at is not None:  # long-term keys are never cached
+        write(placed, body, fetched=time.time(), expires=credentials.expires_at)
+    return body
+
+
+def reason_of(error: BaseException, conn_id: str) -> str:
+    """Why a refresh failed, in one line without the connection's name (the warning says it).
+    credproc's own errors never hold a secret; log.redact masks any that is known."""
+    from credproc.log import one_line, redact
 
     reason = str(error) if isinstance(error, CredprocError) else f"{type(error).__name__}: {error}"
-    prefix = f"connection {slot.conn_id!r}: "
+    prefix = f"connection {conn_id!r}: "
     reason = reason[len(prefix):] if reason.startswith(prefix) else reason
-    left = int(entry.expires - time.time())
-    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.expires))
-    warn(f"connection {slot.conn_id!r}: refreshing its credentials failed ({reason}); serving the cached "
-         f"ones, which expire at {until} (in {left // 60}m{left % 60:02d}s; served while more than "
-         f"{STALE_FLOOR // 60} minutes are left)")
+    reason = redact(one_line(reason))
+    return reason if len(reason) <= 400 else reason[:399] + "…"

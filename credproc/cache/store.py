@@ -9,22 +9,61 @@ from __future__ import annotations
 import os
 import time
 
-from credproc.cache import FORMAT, O_CLOEXEC, O_NOFOLLOW, O_NONBLOCK, VERSION, Entry, Slot, digest, warn_once
+from credproc.cache import (
+    FORMAT,
+    O_CLOEXEC,
+    O_NOFOLLOW,
+    O_NONBLOCK,
+    VARIABLES_FORMAT,
+    VERSION,
+    Bucket,
+    Entry,
+    Slot,
+    digest,
+    warn_once,
+)
 
 
-def write(slot: Slot, body: bytes, fetched: float, expires: float) -> None:
-    """Write the entry atomically; on failure warn and carry on (the caller still prints)."""
+def write(slot: Slot, body: bytes, fetched: float, expires: float, failure: Entry | None = None) -> bool:
+    """Write the entry atomically, with the failures recorded in ``failure`` if given; on
+    failure warn and carry on (the caller still prints). True when written."""
     try:
         ensure_directory(slot)
+        failed = [b"-", b"-", b"0", b"-"]
+        if failure is not None and failure.failures:
+            failed = [b"%.3f" % failure.failed_since, b"%.3f" % failure.failed_at, b"%d" % failure.failures,
+                      failure.reason.encode("utf-8", "replace").hex().encode() or b"-"]
         fields = [FORMAT, VERSION, slot.key.encode(), b"%.3f" % fetched, b"%.3f" % expires,
-                  slot.conn_id.encode("utf-8", "surrogateescape").hex().encode()]
+                  slot.conn_id.encode("utf-8", "surrogateescape").hex().encode(), *failed]
         header = b" ".join([*fields, digest(fields, body)])
         _atomic_write(slot.path, header + b"\n" + body)
     except OSError as e:
         warn_once(slot.directory, f"cannot write cache entry {slot.path}: {e.strerror or e}; "
                   "credentials will be fetched again on every run until this is fixed")
-        return
+        return False
     _remove_stale_temporaries(slot)
+    return True
+
+
+def record_failure(slot: Slot, entry: Entry, reason: str, now: float) -> Entry:
+    """The entry again, with one more failed refresh (at ``now``, because of ``reason``)
+    recorded: the backoff and ``credproc list`` read it. Returns the entry as recorded."""
+    failed = Entry(entry.body, entry.fetched, entry.expires, failed_since=entry.failed_since or now,
+                   failed_at=now, failures=entry.failures + 1, reason=reason)
+    write(slot, entry.body, entry.fetched, entry.expires, failure=failed)
+    return failed
+
+
+def write_variables(bucket: Bucket, names: tuple[str, ...]) -> None:
+    """Record the variables the bucket's entries depend on (best effort, like ``write``)."""
+    for name in names:
+        if not name or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+            raise ValueError(f"not a variable name: {name!r}")
+    fields = [VARIABLES_FORMAT, VERSION, bucket.key.encode(), ",".join(names).encode() or b"-"]
+    try:  # noqa: SIM105 - as in _atomic_write
+        _atomic_write(bucket.variables_path, b" ".join([*fields, digest(fields, b"")]) + b"\n")
+    except OSError:
+        pass  # the entry write that follows says what is wrong with the directory
 
 
 def _remove_stale_temporaries(slot: Slot, older_than: float = 60.0) -> None:
@@ -45,7 +84,7 @@ def _remove_stale_temporaries(slot: Slot, older_than: float = 60.0) -> None:
         pass  # best effort: a leftover is harmless
 
 
-def ensure_directory(slot: Slot) -> None:
+def ensure_directory(slot: Slot | Bucket) -> None:
     """The cache directory, made 0700 if missing; OSError if it must not be trusted."""
     if not os.path.isdir(slot.directory):
         os.makedirs(slot.directory, mode=0o700, exist_ok=True)
@@ -80,7 +119,7 @@ def scan(directory: str) -> list[Stored]:
         key, conn_id = _claimed(path)
         entry = None
         if key is not None and conn_id is not None:
-            slot = Slot(directory, key, conn_id)
+            slot = Slot(Bucket(directory, "", conn_id), key)  # an entry's path needs no bucket key
             if slot.path == path:
                 entry = slot.read(quiet=True)
         found.append(Stored(path, key, conn_id, entry))
@@ -99,7 +138,9 @@ def _claimed(path: str) -> tuple[str | None, str | None]:
         return None, None
     finally:
         os.close(fd)
-    if len(fields) != 7 or fields[0] != FORMAT:
+    # Version 1 (credproc before the refresh timeline) had 7 fields: such an entry is listed
+    # as invalid under its connection, and cleared with it.
+    if len(fields) not in (7, 11) or fields[0] != FORMAT:
         return None, None
     try:
         return fields[2].decode("ascii"), bytes.fromhex(fields[5].decode("ascii")).decode("utf-8", "surrogateescape")

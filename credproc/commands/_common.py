@@ -93,7 +93,7 @@ def cache_state(resolution: Resolution, *, reread: bool = False) -> dict[str, An
     ``state`` is ``fresh`` (served until ``fresh_until``), ``stale`` (still valid, the next
     run refreshes it), ``expired`` or ``none``. ``reread``: read the entry again (after a fetch).
     """
-    entry = resolution.slot.read() if reread else resolution.entry()
+    entry = resolution.entry(reread=reread)
     if entry is None:
         return {"state": "none"}
     return {"state": entry.state(time.time()), "fresh_until": iso(entry.fresh_until), "expires": iso(entry.expires)}

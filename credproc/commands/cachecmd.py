@@ -78,7 +78,8 @@ def entries(environ: Mapping[str, str], conn_id: str | None = None) -> list[dict
         entry = found.entry
         if entry is not None and found.conn_id is not None:
             if found.conn_id not in current:
-                current[found.conn_id] = Resolution(found.conn_id, environ=environ, config=config).slot.key
+                slot = Resolution(found.conn_id, environ=environ, config=config).recorded_slot()
+                current[found.conn_id] = slot.key if slot is not None else ""
             row.update(state=entry.state(time.time()), fresh_until=_common.iso(entry.fresh_until),
                        expires=_common.iso(entry.expires), current=found.key == current[found.conn_id])
         rows.append(row)
