@@ -4,8 +4,9 @@ credproc's shared on-disk cache and without one, next to STS's request-rate quot
 Without a shared cache every process that starts makes its own AssumeRole: an SDK's own
 role provider (boto3, Go, JS keep credentials per process only) or a helper without a cache.
 With credproc, the processes of one host (one user, one connection) share one entry: it is
-fetched once and served while more than ``cache.refresh_margin(lifetime)`` remains, so a
-host makes at most 3600 / (lifetime - margin) calls an hour however many processes start.
+fetched once and refreshed when it falls due (``cache.Entry.fresh_until``: halfway to the
+11-minute floor, at most an hour after the fetch), so a host makes at most
+3600 / (due - fetched) calls an hour however many processes start.
 When all hosts start P processes in the same second (a deploy, a cron minute), the lock
 makes that one call per host instead of P.
 
@@ -18,7 +19,7 @@ rate quotas cannot be increased. Check the figure for your account before relyin
 usage: .venv/bin/python benchmarks/fleet.py [--hosts 100 1000 10000] [--procs-per-hour 60 3600]
                                             [--sessions 3600 900] [--burst 32] [--quota-rps 600]
 Writes benchmarks/results/fleet.json. Nothing is measured: it is arithmetic from credproc's
-own refresh rule (credproc.cache.refresh_margin).
+own refresh rule (credproc.cache.Entry.fresh_until).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def mark(rps: float, quota: float) -> str:
 
 
 def main() -> None:
-    from credproc.cache import refresh_margin
+    from credproc.cache import Entry
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, nargs="+", default=[100, 1000, 10000])
@@ -55,7 +56,7 @@ def main() -> None:
 
     rows = []
     for lifetime in args.sessions:
-        served = lifetime - refresh_margin(lifetime)  # seconds an entry is served from the cache
+        served = Entry(b"", 0.0, float(lifetime)).fresh_until  # seconds until an entry is refreshed
         per_host_cap = 3600 / served
         for m in args.procs_per_hour:
             for n in args.hosts:
@@ -77,7 +78,7 @@ def main() -> None:
     print("| session | hosts | processes/host/h | without: calls/h | avg/s | burst/s | credproc: calls/h | avg/s | burst/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['session_s'] // 60} min (served {r['served_s'] // 60:g} min) | {r['hosts']:,} | "
+        print(f"| {r['session_s'] // 60} min (refreshed after {r['served_s'] / 60:g} min) | {r['hosts']:,} | "
               f"{r['procs_per_host_hour']:,} | {num(r['without_calls_per_hour'])} | {mark(r['without_avg_rps'], quota)} | "
               f"{mark(r['without_burst_rps'], quota)} | {num(r['credproc_calls_per_hour'])} | "
               f"{mark(r['credproc_avg_rps'], quota)} | {mark(r['credproc_burst_rps'], quota)} |")

@@ -29,7 +29,7 @@ from credproc import cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from credproc.resolution import Resolution
 
@@ -47,8 +47,10 @@ def servable(entry: cache.Entry, now: float, environ: Mapping[str, str]) -> bool
     return entry.is_fresh(now) or (entry.floor > now and entry.expires > now and enabled(environ))
 
 
-def after_serving(resolution: Resolution, entry: cache.Entry, now: float) -> None:
-    """Arrange the refresh of a due entry the run has just printed (or is about to)."""
+def after_serving(resolution: Resolution, entry: cache.Entry, now: float,
+                  refresh: Callable[[Resolution], None]) -> None:
+    """Arrange the refresh of a due entry the run has just printed (or is about to):
+    ``refresh(resolution)`` runs in the detached process (``job.refresh_in_background``)."""
     if entry.is_fresh(now):
         return
     if entry.failures:
@@ -71,12 +73,12 @@ def after_serving(resolution: Resolution, entry: cache.Entry, now: float) -> Non
         now = time.time()
         if current is None or current.state(now) != cache.DUE or now < current.retry_at:
             return
-        _detach(fd, resolution)
+        _detach(fd, resolution, refresh)
     finally:
         os.close(fd)  # the lock stays held by the refresher's copy of the descriptor
 
 
-def _detach(lock_fd: int, resolution: Resolution) -> None:
+def _detach(lock_fd: int, resolution: Resolution, refresh: Callable[[Resolution], None]) -> None:
     """Fork the refresher (twice, so it is nobody's child to wait for) and return at once."""
     import sys
 
@@ -96,7 +98,11 @@ def _detach(lock_fd: int, resolution: Resolution) -> None:
         os.setsid()
         if os.fork():
             os._exit(0)
-        _refresh(_keep_only(lock_fd), resolution)
+        _keep_only(lock_fd)
+        import signal
+
+        signal.alarm(DEADLINE)
+        refresh(resolution)
         code = 0
     except BaseException:  # nothing to tell anyone: the outcome is in the entry
         code = 1
@@ -117,12 +123,3 @@ def _keep_only(lock_fd: int) -> int:
     os.closerange(lock_fd + 1, max(top, lock_fd + 2))
     os.chdir("/")  # hold no directory (a mount to unmount) busy
     return lock_fd
-
-
-def _refresh(lock_fd: int, resolution: Resolution) -> None:
-    import signal
-
-    signal.alarm(DEADLINE)
-    from credproc import job
-
-    job.refresh_in_background(resolution)

@@ -50,9 +50,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 if background.enabled(os.environ):
                     write_credentials(entry.body)
-                    background.after_serving(resolution, entry, now)
+                    background.after_serving(resolution, entry, now, _refresh_in_background)
                     return 0
     return run(resolution)
+
+
+def _refresh_in_background(resolution: Resolution) -> None:
+    from credproc import job  # in the detached refresher only
+
+    job.refresh_in_background(resolution)
 
 
 def _fast_args(args: list[str]) -> dict[str, str] | None:

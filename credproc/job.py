@@ -33,7 +33,7 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
 
         entry, now = resolution.entry(), time.time()
         if entry is not None and background.servable(entry, now, resolution.environ):
-            background.after_serving(resolution, entry, now)
+            background.after_serving(resolution, entry, now, refresh_in_background)
             return entry.body
 
     # A miss. The process that gets the lock fetches; the others wait for it and find the

@@ -55,6 +55,7 @@ class Resolution:
         self.bucket = cache.Bucket(cache.cache_dir(self.environ), key, conn_id)
         self._slot: cache.Slot | None = None
         self._slot_read = False
+        self._recorded: tuple[str, ...] | None = None  # the variables the bucket's record names
         self._entry: cache.Entry | None = None
         self._entry_read = False
         self._raw: RawConnection | None = None
@@ -70,8 +71,8 @@ class Resolution:
         entries depend on; None before any fetch has recorded them. ``reread``: read the
         record again (another process may have written it since)."""
         if reread or not self._slot_read:
-            variables = self.bucket.variables()
-            self._slot = None if variables is None else self.bucket.slot(self.environ, variables)
+            self._recorded = self.bucket.variables()
+            self._slot = None if self._recorded is None else self.bucket.slot(self.environ, self._recorded)
             self._slot_read = True
         return self._slot
 
@@ -194,21 +195,19 @@ class Resolution:
         """The variables of the environment that this connection's credentials depend on
         (``credproc.depends``), from the parsed connection and the factory in use."""
         from credproc import depends
+        from credproc.factory import BaseSessionFactory
 
         conn = self.connection()  # the fetch's own: the keyring is asked once, warnings said once
-        spec, named_by = self.factory_choice()
-        factory_class = None
-        if spec:
-            from credproc.factory import load_factory
-
-            factory_class = load_factory(spec, named_by=named_by)
-        return depends.variables(conn, factory_class)
+        factory_class = self._factory_class()
+        return depends.variables(conn, None if factory_class is BaseSessionFactory else factory_class)
 
     def place(self) -> cache.Slot:
         """The slot a fetch writes: by the variables the parsed connection depends on,
         which it records for the hits to come when the record says otherwise."""
         variables = self.variables()
-        if self.bucket.variables() != variables:
+        if not self._slot_read:
+            self.recorded_slot()
+        if self._recorded != variables:
             import contextlib
 
             from credproc.cache.store import ensure_directory, write_variables
@@ -227,24 +226,30 @@ class Resolution:
         from botocore.exceptions import BotoCoreError
 
         from credproc.clientconfig import make_config
-        from credproc.errors import ConfigError
-        from credproc.factory import BaseSessionFactory, load_factory
+        from credproc.factory import BaseSessionFactory
         from credproc.sts import translate
 
         conn = self.connection()
-        spec, named_by = self.factory_choice() if custom else (None, "")
-        factory_class = BaseSessionFactory
-        if spec:
-            try:
-                factory_class = load_factory(spec, named_by=named_by)
-            except ConfigError as e:
-                raise ConfigError(f"connection {conn.conn_id!r}: {e}") from e
+        factory_class = self._factory_class() if custom else BaseSessionFactory
         profile = self.profile or self.environ.get("AWS_PROFILE")
         try:
             config = make_config(conn, profile, self.environ)
         except BotoCoreError as e:
             raise translate(e, conn) from e
         return factory_class(conn, config=config)
+
+    def _factory_class(self) -> type[BaseSessionFactory]:
+        """The class of the session factory in use (``factory_choice``), loaded."""
+        from credproc.errors import ConfigError
+        from credproc.factory import BaseSessionFactory, load_factory
+
+        spec, named_by = self.factory_choice()
+        if not spec:
+            return BaseSessionFactory
+        try:
+            return load_factory(spec, named_by=named_by)
+        except ConfigError as e:
+            raise ConfigError(f"connection {self.conn_id!r}: {e}") from e
 
     def credentials(self) -> Credentials:
         """Fetch: resolve the connection (asking the keyring for a half key pair), mark it as

@@ -145,6 +145,9 @@ def test_entry_modes_do_not_depend_on_umask(sts, prod, run):
 def test_definition_change_is_a_new_entry(sts, env, run, change):
     variable = f"CREDPROC_CONN_{CONN.upper()}"
     original = conn_uri(sts.url, role_arn=ROLE_ARN)
+    if change == "environment":  # no region of its own: the environment's is used, and keys it
+        original = extra_uri({"endpoint_url": sts.url, "role_arn": ROLE_ARN})
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
     env[variable] = original
     first = run(["--conn", CONN], env)
     assumed(first)
@@ -156,7 +159,7 @@ def test_definition_change_is_a_new_entry(sts, env, run, change):
     elif change == "assume_role_kwargs":
         changed_env[variable] = conn_uri(sts.url, role_arn=ROLE_ARN,
                                          assume_role_kwargs=json.dumps({"RoleSessionName": "another-session"}))
-    else:  # a variable that changes what boto3 resolves is part of the identity
+    else:  # a variable the connection depends on (it names no region) is part of the key
         changed_env["AWS_DEFAULT_REGION"] = "eu-west-1"
 
     second = run(["--conn", CONN], changed_env)
@@ -523,20 +526,18 @@ def test_fifteen_minute_role_is_served_for_its_first_minutes(sts, env, run):
 
 STORE = """
 import sys
-from credproc.cache import Slot, identity
 from credproc.cache.store import write
-from credproc.sources import locate
-import os
+from credproc.resolution import Resolution
 conn_id, body, fetched, expires = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), float(sys.argv[4])
-slot = Slot(os.environ["CREDPROC_CACHE_DIR"], identity(locate(conn_id, os.environ), None, os.environ), conn_id)
+slot = Resolution(conn_id).place()  # the slot a fetch writes, its variables recorded as a fetch does
 write(slot, body, fetched=fetched, expires=expires)
 print(slot.path)
 """
 
 
 def _store(env, body: bytes, fetched: float, expires: float, cwd: Path) -> Path:
-    """Write an entry with credproc's own ``cache.store.write``, under the key credproc computes
-    (``identity(locate(conn_id, env), None, env)``).
+    """Write an entry with credproc's own ``cache.store.write``, in the slot a fetch would write
+    (``Resolution(conn_id).place()``).
 
     It runs in a child interpreter started outside the source tree, so that it is the very
     credproc the executable runs (the installed one). In this pytest process ``credproc``
@@ -559,13 +560,12 @@ def _fake_body(access_key: str, expires: float) -> bytes:
     }).encode()
 
 
-@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (2500, 1100), (300, 600)],
-                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-18min-left",
+@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (3000, 600), (300, 600)],
+                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-10min-left",
                               "15min-role-5min-old"])
 def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ago, expires_in):
-    """An entry with 5 minutes left would be refused by botocore (it needs 10): fetch anew.
-    Also past the refresh margin: an hour-long session with < 20 min left, a 15-minute one
-    with < 11 min left."""
+    """Past the floor (less than 11 minutes left) an entry is refreshed before anything is
+    printed: an hour-long session with 10 or 5 minutes left, a 15-minute one 5 minutes old."""
     env = prod
     now = time.time()
     entry = _store(env, _fake_body("ASIASTALESTALESTALE1", now + expires_in), now - fetched_ago, now + expires_in,
@@ -580,11 +580,12 @@ def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ag
     assert_valid_hit(run, env, sts, result.stdout)
 
 
-@pytest.mark.parametrize("fetched_ago, expires_in", [(0, 3600), (2300, 1300), (180, 720)],
-                         ids=["1h-role-new", "1h-role-38min-old", "15min-role-3min-old"])
+@pytest.mark.parametrize("fetched_ago, expires_in", [(0, 3600), (1400, 2200), (100, 800)],
+                         ids=["1h-role-new", "1h-role-23min-old", "15min-role-100s-old"])
 def test_fresh_stored_entry_is_a_hit(sts, prod, run, tmp_path, fetched_ago, expires_in):
-    """Control for the test above: the same store, with an entry inside its refresh margin,
-    is served - so the key computed there is credproc's own."""
+    """Control for the test above: the same store, with an entry still fresh (before its due
+    point: 24.5 minutes into an hour, 2 minutes into 15), is served - so the slot computed
+    there is credproc's own."""
     env = prod
     now = time.time()
     body = _fake_body("ASIAFRESHFRESHFRESH1", now + expires_in)
@@ -672,18 +673,22 @@ def _opens(exe: Path, env, tmp_path, conn_id: str) -> tuple[subprocess.Completed
 def test_a_miss_reads_the_definition_once_and_the_entry_only_before_and_under_the_lock(sts, env, credproc_bin,
                                                                                          tmp_path):
     """One resolution path: the fast path, the main job and the locked fetch share one read of
-    the config file and one read of the entry; the lock holder reads the entry once more, since
-    another process may have written it in between. (Before, a miss read the config file twice
-    and the entry three times.)"""
+    the config file. The bucket's record of variables is read by the fast path and again under
+    the lock (another process may have written it in between), and the entry once, under the
+    lock, in the slot the fetch writes (there is no record before the first fetch). A hit reads
+    the config file, the record and the entry once each. (Before the resolution path, a miss
+    read the config file twice and the entry three times.)"""
     config = Path(env["CREDPROC_CONFIG"])
     config.write_text(f'[connections.{CONN}]\nlogin = "{ACCESS_KEY}"\npassword = "{SECRET_KEY}"\n'
                       f'role_arn = "{ROLE_ARN}"\nendpoint_url = "{sts.url}"\nregion_name = "us-east-1"\n')
     miss, opened = _opens(credproc_bin, env, tmp_path, CONN)
     assumed(miss)
     entry = str(the_entry(env))
+    record = [p for p in opened if p.endswith(".vars")]
     assert opened.count(str(config)) == 1, [p for p in opened if "credproc" in p]
-    assert opened.count(entry) == 2, [p for p in opened if p.endswith(".entry")]
+    assert opened.count(entry) == 1, [p for p in opened if p.endswith(".entry")]
+    assert len(record) == 2 and len(set(record)) == 1, record
 
     hit, opened = _opens(credproc_bin, env, tmp_path, CONN)
     assert hit.stdout == miss.stdout and sts.count("AssumeRole") == 1
-    assert opened.count(str(config)) == 1 and opened.count(entry) == 1
+    assert opened.count(str(config)) == 1 and opened.count(entry) == 1 and opened.count(record[0]) == 1

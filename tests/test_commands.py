@@ -337,7 +337,9 @@ def test_cache_list_and_clear(sts, prod, run):
     assert "no cached credentials" in ok(run(["cache", "list"], env), text=True)
     ok(run(["--conn", "prod"], env))
     ok(run(["--conn", "other"], env))
-    ok(run(["--conn", "prod"], {**env, "AWS_REGION": "eu-north-1"}))  # another environment, another entry
+    # another definition of the same id (another region), another entry, not the current one
+    ok(run(["--conn", "prod"], {**env, "CREDPROC_CONN_PROD": conn_uri(sts.url, role_arn=ROLE_ARN,
+                                                                      region_name="eu-north-1")}))
     listed = run(["cache", "list", "--json"], env)
     rows = json.loads(ok(listed, text=True))
     assert sorted((r["id"], r["state"], r["current"]) for r in rows) == [

@@ -80,9 +80,9 @@ def parse_entry(data: bytes) -> tuple[list[bytes], bytes]:
 
     header, _, body = data.partition(b"\n")
     fields = header.split(b" ")
-    assert len(fields) == 7 and fields[0] == b"credproc-cache", header[:200]
-    digest = sha256(b" ".join(fields[:6]) + b"\n" + body).hexdigest()[:32].encode()
-    assert fields[6] == digest, "the entry's digest does not match: a partial or corrupt entry"
+    assert len(fields) == 11 and fields[0] == b"credproc-cache", header[:200]
+    digest = sha256(b" ".join(fields[:10]) + b"\n" + body).hexdigest()[:32].encode()
+    assert fields[10] == digest, "the entry's digest does not match: a partial or corrupt entry"
     credentials_only(body.decode() + "\n")
     return fields, body
 
@@ -214,7 +214,7 @@ def test_sigkill_at_random_moments_of_a_refresh(sts, prod, credproc_bin, tmp_pat
         for entry in files(env, "*.entry"):  # whatever is on disk is whole
             parse_entry(entry.read_bytes())
         leftovers = files(env, "*.tmp")
-        for tmp in leftovers:  # credproc names them <entry>.<pid>.<random>.tmp
+        for tmp in leftovers:  # credproc names them <entry or record>.<pid>.<random>.tmp
             pid = int(tmp.name.rsplit(".", 3)[-3])
             assert pid in killed_pids, f"{tmp} left by a process that was not killed"
 
@@ -241,9 +241,10 @@ def test_sigkill_at_random_moments_of_a_refresh(sts, prod, credproc_bin, tmp_pat
 
 
 def test_leftover_temporary_files_are_removed_by_the_next_write(sts, prod, credproc_bin, tmp_path):
-    """A kill between write and rename leaves ``<entry>.<pid>.<random>.tmp``. The next write
-    of that entry removes such leftovers once they are more than a minute old (younger ones
-    may be a write in progress), and touches nothing else: another entry's leftover, a
+    """A kill between write and rename leaves ``<file>.<pid>.<random>.tmp`` (here the first
+    rename of a cold run: the bucket's record of variables). The next entry write of that
+    connection removes such leftovers once they are more than a minute old (younger ones
+    may be a write in progress), and touches nothing else: another connection's leftover, a
     symlink named like a leftover, and its target stay."""
     env = prod
     hook = tmp_path / "hook"

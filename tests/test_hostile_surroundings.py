@@ -181,6 +181,7 @@ def test_odd_files_in_the_cache_are_not_followed(sts, prod, run, tmp_path, attac
     elsewhere.mkdir()
     outside = elsewhere / "precious"
     outside.write_bytes(b"not credproc's to touch\n")
+    entry_path = the_entry(env)  # where the attack plants its file
     kind = ENTRY_ATTACKS[attack](env, outside)
     before = snapshot(elsewhere)
     calls = sts.count("AssumeRole")
@@ -197,17 +198,11 @@ def test_odd_files_in_the_cache_are_not_followed(sts, prod, run, tmp_path, attac
         assert next(cache_dir(env).glob("*.lock")).is_symlink()
     elif kind == "entry":
         warned = stderr_verdict(result)
-        assert warned and str(the_entry_path(env)) in warned[0], result.stderr
+        assert warned and str(entry_path) in warned[0], result.stderr
     else:
         assert result.stderr == "", result.stderr
         assert the_entry(env).stat().st_ino != outside.stat().st_ino, "the hard link was written through"
     assert snapshot(elsewhere) == before, f"the file outside the cache was changed through the {attack}"
-
-
-def the_entry_path(env) -> Path:
-    """The entry's path, whatever is there (a FIFO or a directory is not a file)."""
-    (lock,) = cache_dir(env).glob(f"{CONN}--*.lock")
-    return lock.with_suffix(".entry")
 
 
 # -- planted entries ---------------------------------------------------------------------------------
@@ -218,7 +213,7 @@ def forge(entry: Path, body: bytes, *, lifetime: float = 3600) -> None:
     real entry (format of credproc/cache/__init__.py), new times, and ``body``."""
     fields = entry.read_bytes().partition(b"\n")[0].split(b" ")
     now = time.time()
-    fields = [*fields[:3], b"%.3f" % now, b"%.3f" % (now + lifetime), fields[5]]
+    fields = [*fields[:3], b"%.3f" % now, b"%.3f" % (now + lifetime), fields[5], b"-", b"-", b"0", b"-"]
     digest = sha256(b" ".join(fields) + b"\n" + body).hexdigest()[:32].encode()
     entry.write_bytes(b" ".join([*fields, digest]) + b"\n" + body)
     entry.chmod(0o600)

@@ -1076,7 +1076,10 @@ def check_a_web_identity_token_file(env, sts, tmp_path):
 
 TRIALS = [(name, debug) for name, case in SCENARIOS.items() for debug in ((False, True) if case.debug else (False,))]
 # What a cache entry's first line is (see credproc.cache); the rest is the credential JSON.
-HEADER = re.compile(r"credproc-cache 1 [0-9a-f]{64} \d+\.\d{3} \d+\.\d{3} [0-9a-f]+ [0-9a-f]{32}")
+HEADER = re.compile(r"credproc-cache 2 [0-9a-f]{64} \d+\.\d{3} \d+\.\d{3} [0-9a-f]+ "
+                    r"(- - 0 -|\d+\.\d{3} \d+\.\d{3} [1-9]\d* [0-9a-f]+) [0-9a-f]{32}")
+# The record of the variables a bucket's entries depend on: names only, never values.
+VARIABLES = re.compile(r"credproc-vars 2 [0-9a-f]{64} (-|[A-Z0-9_]+(,[A-Z0-9_]+)*) [0-9a-f]{32}\n")
 # stderr_verdict wants a successful run to print credential JSON: a command prints text
 # (scanned whole below), so it is shown this in its place.
 STAND_IN_JSON = '{"Version": 1, "AccessKeyId": "stand-in", "SecretAccessKey": "stand-in"}\n'
@@ -1197,10 +1200,12 @@ def test_entry_is_0600_in_a_0700_directory_and_holds_only_the_output(sts, env, r
     out = credentials_only(result.stdout)
     directory = Path(env["CREDPROC_CACHE_DIR"])
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    names = sorted(p.name for p in directory.iterdir())
-    assert len(names) == 2 and names[0].endswith(".entry") and names[1].endswith(".lock"), names
-    entry, lock = (directory / n for n in names)
-    for path in (entry, lock):
+    names = sorted((p.suffix, p.name) for p in directory.iterdir())
+    assert [suffix for suffix, _ in names] == [".entry", ".lock", ".vars"], names
+    entry, lock, variables = (directory / name for _, name in names)
+    assert VARIABLES.fullmatch(variables.read_text()), variables.read_text()
+    assert variables.read_text().split(" ")[3] == "-", "a connection with its own keys, region and endpoint"
+    for path in (entry, lock, variables):
         st_ = path.lstat()
         assert stat.S_ISREG(st_.st_mode) and stat.S_IMODE(st_.st_mode) == 0o600, path
         assert st_.st_uid == os.geteuid()

@@ -119,6 +119,27 @@ class EntryLock:
         return HELD
 
 
+def is_held(bucket: Bucket) -> bool:
+    """Whether a process holds the bucket's lock now (is fetching): for ``credproc list``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    try:
+        fd = os.open(bucket.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the shared lock, if taken
+    return False
+
+
 def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callable[[], Slot],
                  fetch: Callable[[], Credentials], *, refresh: bool = False,
                  lock_timeout: float = LOCK_TIMEOUT) -> bytes:

@@ -67,11 +67,12 @@ def write_variables(bucket: Bucket, names: tuple[str, ...]) -> None:
 
 
 def _remove_stale_temporaries(slot: Slot, older_than: float = 60.0) -> None:
-    """Temporary files of this entry left by a process killed between write and rename.
+    """Temporary files of this connection's entries and records left by a process killed
+    between write and rename.
 
     They are never read; this only keeps them from piling up. A minute's age tells them
     from a write in progress."""
-    prefix = os.path.basename(slot.path) + "."
+    prefix = os.path.basename(slot.bucket.prefix)
     now = time.time()
     try:
         with os.scandir(slot.directory) as entries:

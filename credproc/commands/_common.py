@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from credproc import forms, sources
+from credproc import cache, forms, sources
 from credproc.errors import ConfigError
 from credproc.log import redact
 from credproc.resolution import Resolution
@@ -88,25 +88,62 @@ def tilde(path: str) -> str:
 
 
 def cache_state(resolution: Resolution, *, reread: bool = False) -> dict[str, Any]:
-    """The state of the entry the main job would read now for this connection.
+    """The state of the entry the main job would read now for this connection (see
+    :func:`entry_state`). ``reread``: read the entry again (after a fetch)."""
+    from credproc.cache.lock import is_held
 
-    ``state`` is ``fresh`` (served until ``fresh_until``), ``stale`` (still valid, the next
-    run refreshes it), ``expired`` or ``none``. ``reread``: read the entry again (after a fetch).
-    """
     entry = resolution.entry(reread=reread)
     if entry is None:
         return {"state": "none"}
-    return {"state": entry.state(time.time()), "fresh_until": iso(entry.fresh_until), "expires": iso(entry.expires)}
+    return entry_state(entry, refreshing=is_held(resolution.bucket))
+
+
+def entry_state(entry: cache.Entry, *, refreshing: bool = False) -> dict[str, Any]:
+    """An entry's place on the refresh timeline (``credproc.cache``), for people and scripts.
+
+    ``state`` is one of: ``fresh`` (printed as is until ``fresh_until``); ``refreshing`` (a
+    process holds the lock and is fetching); ``stale`` (due, and the last refresh failed:
+    printed with a warning, see ``failure``); ``due`` (printed, and the next run starts a
+    refresh in the background); ``ending`` (less than the floor left: the next run refreshes
+    before printing); ``expired``. ``failure`` is the failed refreshes recorded in the entry,
+    or None."""
+    now = time.time()
+    timeline = entry.state(now)
+    if timeline == cache.EXPIRED:
+        state = "expired"
+    elif refreshing:
+        state = "refreshing"
+    elif timeline == cache.DUE and entry.failures:
+        state = "stale"
+    else:
+        state = timeline
+    failure = None
+    if entry.failures:
+        failure = {"since": iso(entry.failed_since), "last": iso(entry.failed_at), "count": entry.failures,
+                   "reason": entry.reason, "next_try": iso(max(entry.retry_at, now))}
+    return {"state": state, "fresh_until": iso(entry.fresh_until), "served_until": iso(entry.floor),
+            "expires": iso(entry.expires), "failure": failure}
 
 
 def describe_cache(info: dict[str, Any]) -> str:
+    """One phrase for a table cell or a ``show`` line."""
     state = info["state"]
+    failure = info.get("failure")
+    failed = f"; last refresh failed: {failure['reason']}" if failure else ""
     if state == "fresh":
         return f"fresh until {info['fresh_until']} ({relative(info['fresh_until'])})"
-    if state == "stale":
-        return f"stale: expires {info['expires']}, the next run refreshes it"
+    if state == "refreshing":
+        return f"refreshing (expires {info['expires']}){failed}"
+    if state == "stale" and failure:
+        return (f"serving stale since {failure['since']} because {failure['reason']} ({failure['count']} failed "
+                f"tr{'y' if failure['count'] == 1 else 'ies'}; next try after {failure['next_try']}; "
+                f"served until {info['served_until']})")
+    if state == "due":
+        return f"due: the next run refreshes it in the background (served until {info['served_until']})"
+    if state == "ending":
+        return f"ending: expires {info['expires']}, the next run refreshes it before printing{failed}"
     if state == "expired":
-        return f"expired {info['expires']}"
+        return f"expired {info['expires']}{failed}"
     return "none"
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from credproc import cache, sources
+from credproc.cache.lock import is_held
 from credproc.cache.store import scan
 from credproc.commands import _common
 from credproc.commands._parser import add_command
@@ -31,7 +31,11 @@ examples:
 
 The cache directory is $CREDPROC_CACHE_DIR, else $XDG_CACHE_HOME/credproc, else
 ~/.cache/credproc. "current" marks the entry the main job would read now: the key also
-covers AWS_PROFILE and the other variables that change what a connection yields.
+covers the variables the connection depends on (AWS_PROFILE for one that uses boto3's
+chain, AWS_ENDPOINT_URL_STS for one that names no STS endpoint, ...).
+States: fresh until T; due (the next run refreshes it in the background); refreshing;
+serving stale since T because of a failed refresh (with the reason and the next try);
+ending (less than 11 minutes left: refreshed before it is printed); expired; invalid.
 Clearing is always safe: the next run fetches anew. Lock files are left in place.
 """
 
@@ -68,20 +72,22 @@ def entries(environ: Mapping[str, str], conn_id: str | None = None) -> list[dict
     except OSError as e:
         raise ConfigError(f"cannot list cache directory {directory}: {e.strerror or e}") from None
     config = sources.read_config(environ)  # once for every entry's "current" check
-    current: dict[str, str] = {}
+    current: dict[str, tuple[str, bool]] = {}  # per id: the current entry's key, and whether it is refreshing
     rows = []
     for found in stored:
         if conn_id is not None and found.conn_id != conn_id:
             continue
         row: dict[str, Any] = {"id": found.conn_id, "path": found.path, "state": "invalid", "fresh_until": None,
-                               "expires": None, "current": False}
+                               "served_until": None, "expires": None, "failure": None, "current": False}
         entry = found.entry
         if entry is not None and found.conn_id is not None:
             if found.conn_id not in current:
-                slot = Resolution(found.conn_id, environ=environ, config=config).recorded_slot()
-                current[found.conn_id] = slot.key if slot is not None else ""
-            row.update(state=entry.state(time.time()), fresh_until=_common.iso(entry.fresh_until),
-                       expires=_common.iso(entry.expires), current=found.key == current[found.conn_id])
+                resolved = Resolution(found.conn_id, environ=environ, config=config)
+                slot = resolved.recorded_slot()
+                current[found.conn_id] = (slot.key if slot is not None else "", is_held(resolved.bucket))
+            key, refreshing = current[found.conn_id]
+            row.update(_common.entry_state(entry, refreshing=refreshing and found.key == key),
+                       current=found.key == key)
         rows.append(row)
     return rows
 
@@ -96,7 +102,7 @@ def run_list(options: Any) -> int:
         return 0
     table = [("ID", "STATE", "EXPIRES", "CURRENT", "FILE")]
     for row in rows:
-        state = row["state"] + (f" until {row['fresh_until']}" if row["state"] == "fresh" else "")
+        state = _common.describe_cache(row) if row["state"] != "invalid" else "invalid"
         table.append((row["id"] or "?", state, row["expires"] or "-", "yes" if row["current"] else "no",
                       _common.tilde(row["path"])))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]

@@ -30,10 +30,13 @@ examples:
 
 columns: the connection id; where it is defined (the variable, or the config file and its
 table); how it gets credentials (assume_role, static keys, default chain, ...); and the
-state of its cache entry for the current environment: "fresh until T" (served from the
-cache until T), "stale" (the next run refreshes it), "expired" or "none". AWS_PROFILE and the
-other variables that change what a connection yields are part of the cache key, so an SDK
-running with another AWS_PROFILE has entries of its own (see `credproc cache list`).
+state of its cache entry for the current environment: "fresh until T" (served as it is
+until T); "due" (served, and the next run refreshes it in the background); "refreshing";
+"serving stale since T because R" (refreshing failed: served with a warning until 11
+minutes are left); "ending" (refreshed before it is printed); "expired" or "none". The
+variables a connection depends on (AWS_PROFILE for one that uses boto3's chain, ...) are
+part of the cache key, so an SDK running with another AWS_PROFILE may have entries of its
+own (see `credproc cache list`).
 """
 
 
