@@ -654,6 +654,31 @@ def test_cache_hit_imports_nothing_heavy(sts, prod, run, tmp_path):
     assert "botocore" in imported_modules(miss.stderr)
 
 
+def test_a_due_hit_imports_nothing_heavy_either(sts, prod, run, tmp_path):
+    """In the due window the run prints the entry and forks the refresher: the printing
+    process still imports nothing heavy (the refresher loads boto3 after its descriptors are
+    on /dev/null, so its -X importtime lines never reach this stderr). During an outage every
+    run takes this path."""
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        pytest.skip("faketime is not installed (scripts/system-deps installs it)")
+    env = prod
+    warm = run(["--conn", CONN], env)
+    assumed(warm)
+    due = subprocess.run([faketime, "-f", "+30m", sys.executable, "-X", "importtime", "-c", IMPORT_MAIN], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert due.returncode == 0, due.stderr
+    assert due.stdout == warm.stdout, "a due entry is printed as it is"
+    modules = imported_modules(due.stderr)
+    assert "credproc.background" in modules, "the run did not take the due path (the test proves nothing)"
+    heavy = sorted(m for m in modules if m.split(".")[0] in FORBIDDEN_ON_HIT)
+    assert heavy == [], f"a due hit imported {heavy}"
+    deadline = time.monotonic() + 30
+    while sts.count("AssumeRole") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sts.count("AssumeRole") == 2, "the detached refresher did not refresh the entry"
+
+
 # -- how often a run reads the definition and the entry ------------------------------------
 
 
