@@ -16,6 +16,7 @@ from typing import Any
 from credproc import resolution as resolving
 from credproc.commands import _common
 from credproc.commands._parser import add_command
+from credproc.errors import ConfigError
 from credproc.resolution import Resolution
 
 EPILOG = """\
@@ -91,10 +92,28 @@ def details(conn_id: str, environ: Mapping[str, str]) -> dict[str, Any]:
         "other_extras": _common.mask({k: v for k, v in extra.items() if k not in shown}) or None,
         "keyring": resolved.keyring_problem or None,
         "cache": _common.cache_state(resolved),
+        "cache_key_variables": _key_variables(resolved),
     }
     if conn.login and conn.aws_access_key_id != conn.login:
         info["login"] = f"{_common.key_id(conn.login)} (not used: its password is missing)"
     return info
+
+
+def _key_variables(resolved: Resolution) -> list[str] | None:
+    """The environment variables whose values key this connection's entries (credproc.depends);
+    None when the session factory cannot be loaded (the main job says why)."""
+    try:
+        return list(resolved.variables())
+    except ConfigError:
+        return None
+
+
+def _describe_variables(names: list[str] | None) -> str | None:
+    if names is None:
+        return None
+    if not names:
+        return "the definition alone: every environment shares its entry"
+    return "the definition and " + ", ".join(names)
 
 
 def run(options: Any) -> int:
@@ -115,6 +134,7 @@ def run(options: Any) -> int:
         ("config_kwargs", info["config_kwargs"]), ("session factory", info["session_factory"]),
         ("other extras", info["other_extras"]), ("keyring", info["keyring"]),
         ("cache", _common.describe_cache(info["cache"])),
+        ("cache keyed on", _describe_variables(info["cache_key_variables"])),
     ]
     width = max(len(label) for label, value in labels if value is not None)
     for label, value in labels:
