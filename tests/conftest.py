@@ -4,7 +4,11 @@ guard that keeps CI from passing with tests that did not run.
 * ``env``: an environment for the ``credproc`` executable (own HOME, cache directory, AWS
   config files; nothing inherited from the developer's AWS setup);
 * ``credproc_bin``: the installed executable (skips when it is not installed);
-* ``run``: run it as an SDK would (``run(args, env)``).
+* ``run``: run it as an SDK would (``run(args, env)``);
+* ``faketime``: the path of libfaketime's wrapper (skips when it is missing); with it,
+  ``helpers.run_at(offset, args, env)`` runs credproc with its clock moved (``"+25m"``);
+* ``refreshers``: the background refreshers this test's runs leave behind (``.pids()``,
+  ``.wait()``, ``.wait_for(n)``), each run marked through ``env``; killed at teardown.
 
 The real parts the tests talk to (the local STS, Kerberos, Google, ...) are started by the
 fixtures of ``servers/``, registered here as plugins; the helpers several test files use are
@@ -37,7 +41,7 @@ if _HERE not in sys.path:
 # for rewriting reports their values. (The plugin modules below are marked by pytest itself.)
 pytest.register_assert_rewrite("helpers")
 
-from helpers import BIN, CREDPROC  # noqa: E402
+from helpers import BIN, CREDPROC, Refreshers, faketime_path  # noqa: E402
 
 pytest_plugins = [
     "servers.sts",
@@ -129,3 +133,19 @@ def run(credproc_bin):
                               timeout=timeout, stdin=kwargs.pop("stdin", subprocess.DEVNULL), **kwargs)
 
     return _run
+
+
+@pytest.fixture
+def faketime() -> str:
+    """libfaketime's ``faketime``, to move a credproc run's clock (``helpers.run_at``)."""
+    return faketime_path()
+
+
+@pytest.fixture
+def refreshers(env):
+    """The detached refreshers of this test's credproc runs (``helpers.Refreshers``): ``env``
+    carries the marker that finds them. None outlives the test: a refresher left running
+    would ask the STS in the next one."""
+    tracker = Refreshers(env)
+    yield tracker
+    tracker.kill()

@@ -10,14 +10,19 @@ they start are in ``servers/``; this module starts nothing and holds no fixture.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.parse
+import uuid
 import datetime as dt
 from pathlib import Path
 
@@ -323,3 +328,128 @@ def keyring_file(env: dict) -> Path:
     """The file the plaintext backend of ``env`` keeps its secrets in."""
     return Path(env["XDG_DATA_HOME"]) / "python_keyring" / "keyring_pass.cfg"
 
+
+
+# -- the clock moved with libfaketime, and the refreshers it leaves behind ------------------
+
+
+def faketime_path() -> str:
+    """Debian's ``faketime`` (libfaketime's wrapper); skips the test when it is not installed
+    (a failure under CREDPROC_REQUIRE_INTEGRATION=1)."""
+    path = shutil.which("faketime")
+    if path is None:
+        pytest.skip("faketime is not installed (scripts/system-deps installs it)")
+    return path
+
+
+def at(offset: str, args: list[str], executable=CREDPROC) -> list[str]:
+    """The command line of ``executable args`` with its clock moved by ``offset``: libfaketime's
+    relative form, the clock still running ("+25m", "+1h", "+1530" seconds, "-2m"). Processes
+    it forks (a background refresher) keep the offset; servers (moto) keep the real clock."""
+    return [faketime_path(), "-f", offset, str(executable), *args]
+
+
+def run_at(offset: str, args: list[str], env: dict, *, timeout: float = 60,
+           executable=CREDPROC) -> subprocess.CompletedProcess:
+    """Run credproc (stdin closed, as an SDK does) with its clock moved by ``offset`` and wait
+    for it, reading its stdout and stderr to their end (so a process it left behind holding
+    them would keep this waiting). ``result.seconds`` is its wall time."""
+    started = time.monotonic()
+    result = subprocess.run(at(offset, args, executable), env=env, capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    result.seconds = time.monotonic() - started  # type: ignore[attr-defined]
+    return result
+
+
+def start_at(offset: str, args: list[str], env: dict, executable=CREDPROC) -> subprocess.Popen:
+    """As :func:`run_at`, not waited for (:func:`finish` waits)."""
+    command = at(offset, args, executable)
+    return start(command[0], command[1:], env)
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of a process in /proc/PID/stat ("R", "S", "Z"...), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+class Refreshers:
+    """The background refreshers the credproc runs of one test leave behind.
+
+    Every run gets a marker variable in ``env``; a refresher is a live process whose
+    environment carries this test's marker and that runs in a session other than pytest's
+    (credproc's runs, and faketime around them, stay in pytest's session; the detached
+    refresher calls setsid). A refresher counts until it is dead: a zombie (not yet reaped by
+    init) does not count, one still exiting does (its memory, and so its environment, may be
+    gone before its descriptors, and so its lock).
+    """
+
+    VARIABLE = "CREDPROC_TEST_MARKER"
+
+    def __init__(self, env: dict):
+        self.marker = f"{self.VARIABLE}={uuid.uuid4().hex}".encode()
+        env[self.VARIABLE] = self.marker.split(b"=", 1)[1].decode()
+        self._session = os.getsid(0)
+        self._seen: set[int] = set()
+
+    def pids(self) -> list[int]:
+        found = self._marked()
+        self._seen.update(found)
+        for pid in self._seen - set(found):
+            if process_state(pid) in (None, "Z", "X"):
+                self._seen.discard(pid)
+            else:
+                found.append(pid)
+        return sorted(found)
+
+    def _marked(self) -> list[int]:
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if self.marker not in f.read().split(b"\0"):
+                        continue
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:  # gone meanwhile, or not ours
+                continue
+            state, session = fields[0], int(fields[3])
+            if state not in (b"Z", b"X") and session != self._session and b"credproc" in cmdline:
+                found.append(int(name))
+        return found
+
+    def wait(self, timeout: float = 30) -> float:
+        """Until no refresher is left; the seconds that took. Fails the test after ``timeout``."""
+        started = time.monotonic()
+        while self.pids():
+            if time.monotonic() - started > timeout:
+                pytest.fail(f"background refreshers {self.pids()} still running after {timeout}s")
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    def wait_for(self, count: int = 1, timeout: float = 15) -> list[int]:
+        """Until ``count`` refreshers run; their pids."""
+        deadline = time.monotonic() + timeout
+        while len(pids := self.pids()) < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{count} background refresher(s) expected, found {pids} after {timeout}s")
+            time.sleep(0.02)
+        return pids
+
+    def kill(self) -> None:
+        """SIGKILL every one left (a test's teardown: none may outlive it)."""
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            time.sleep(0.02)

@@ -4,7 +4,9 @@
 * ``sts``: the proxy in front of it for one test (``sts.url`` to point connections at),
   reset before and after: it counts requests per STS ``Action`` (``sts.count``), keeps them
   (``sts.requests``: action, parameters, headers, so a test sees the signing key), and can
-  delay answers (``sts.delay``) or answer faults instead (``sts.faults``).
+  delay answers (``sts.delay``), answer faults instead (``sts.faults``), or stop listening
+  so that connections are refused (``sts.refuse()``, ``sts.accept()``). Answers still held
+  by a delay when the test ends are dropped, and the proxy listens again.
 
 The benchmarks use the proxy too, through tests/stsproxy.py.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import threading
-import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
@@ -26,14 +27,19 @@ from servers.loopback import LoopbackServer
 class StsProxy:
     """A reverse proxy in front of moto that sees every STS request.
 
-    ``calls`` counts requests per Action; ``delay[action]`` sleeps before forwarding;
-    ``faults`` is a list of (status, code) answered instead of forwarding, first to last
-    (e.g. ``(400, "Throttling")`` or ``(503, "ServiceUnavailable")``).
+    ``calls`` counts requests per Action; ``delay[action]`` sleeps before forwarding (a
+    hanging STS: a long delay, and the client's read timeout ends it); ``faults`` is a list
+    of (status, code) answered instead of forwarding, first to last (e.g.
+    ``(400, "Throttling")`` or ``(503, "ServiceUnavailable")``); :meth:`refuse` closes the
+    listening socket, so that connecting to ``url`` fails at once (ECONNREFUSED), until
+    :meth:`accept` listens on the same port again.
     """
 
     def __init__(self, upstream: str):
         self.upstream = urllib.parse.urlsplit(upstream)
         self.lock = threading.Lock()
+        self._released = threading.Event()
+        self.refusing = False
         self.reset()
         proxy = self
 
@@ -49,17 +55,40 @@ class StsProxy:
             def do_GET(self):
                 proxy._handle(self)
 
-        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._handler = Handler
+        self._listen(0)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _listen(self, port: int) -> None:
+        self.server = LoopbackServer(("127.0.0.1", port), self._handler)  # SO_REUSEADDR: the port again
+        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def reset(self) -> None:
+        """Counts, delays and faults cleared; answers a delay still holds are dropped (their
+        clients are gone with the test); listening again if :meth:`refuse` stopped it."""
         with self.lock:
             self.calls: dict[str, int] = {}
             self.delay: dict[str, float] = {}
             self.faults: list[tuple[int, str]] = []
             self.requests: list[dict] = []
+            held, self._released = self._released, threading.Event()
+        held.set()
+        self.accept()
+
+    def refuse(self) -> None:
+        """Stop listening: every connection to ``url`` is refused until :meth:`accept`."""
+        if not self.refusing:
+            self.refusing = True
+            self.server.shutdown()
+            self.server.server_close()
+
+    def accept(self) -> None:
+        """Listen on ``url`` again after :meth:`refuse`."""
+        if self.refusing:
+            self._listen(self.port)
+            self.refusing = False
 
     def count(self, action: str) -> int:
         with self.lock:
@@ -76,8 +105,10 @@ class StsProxy:
             self.requests.append({"action": action, "params": params, "headers": dict(request.headers)})
             delay = self.delay.get(action, 0.0)
             fault = self.faults.pop(0) if self.faults else None
-        if delay:
-            time.sleep(delay)
+            released = self._released
+        if delay and released.wait(delay):  # the test is over: nobody waits for this answer
+            request.close_connection = True
+            return
         if fault:
             status, code = fault
             payload = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
