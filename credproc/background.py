@@ -10,7 +10,8 @@ the lock and hands it to a detached process:
   signal reaches it;
 * its descriptors 0, 1 and 2 on ``/dev/null`` and every other one closed but the lock's,
   so that the pipes the SDK reads reach end-of-file when this run exits;
-* bounded by an alarm (``DEADLINE``), so that a refresher stuck in a user's factory
+* bounded by an alarm (``DEADLINE``, or ``CREDPROC_BACKGROUND_DEADLINE`` seconds): a
+  refresher stuck in a user's factory fails with a timeout, recorded like any failure, and
   cannot hold the lock forever; the kernel drops the lock whenever it dies.
 
 Its outcome is the entry: a new one, or the failure recorded in the old one, which the
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from credproc.resolution import Resolution
 
 VARIABLE = "CREDPROC_BACKGROUND_REFRESH"
-DEADLINE = 300  # seconds a detached refresher may take before SIGALRM ends it
+DEADLINE = 300  # seconds a detached refresher may take before its alarm fails it
+DEADLINE_VARIABLE = "CREDPROC_BACKGROUND_DEADLINE"
 
 
 def enabled(environ: Mapping[str, str]) -> bool:
@@ -99,14 +101,39 @@ def _detach(lock_fd: int, resolution: Resolution, refresh: Callable[[Resolution]
         if os.fork():
             os._exit(0)
         _keep_only(lock_fd)
-        import signal
-
-        signal.alarm(DEADLINE)
+        _deadline(_seconds(resolution.environ.get(DEADLINE_VARIABLE), DEADLINE))
         refresh(resolution)
         code = 0
     except BaseException:  # nothing to tell anyone: the outcome is in the entry
         code = 1
     os._exit(code)
+
+
+def _seconds(value: str | None, default: int) -> int:
+    """A whole number of seconds from 1 to an hour, else the default (in the refresher,
+    where nobody would read an error)."""
+    try:
+        return min(max(int(value or default), 1), 3600)
+    except ValueError:
+        return default
+
+
+class RefreshTimeout(Exception):
+    """Not an OSError, so that no HTTP layer takes it for a connection error to retry."""
+
+
+def _deadline(seconds: int) -> None:
+    """After ``seconds``, raise in the refresh: the fetch fails like any other, so the failure
+    is recorded (and backed off) instead of the process dying without a word."""
+    import signal
+
+    def expired(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(30)  # should recording the failure hang too, SIGALRM's default ends the process
+        raise RefreshTimeout(f"the background refresh took more than {seconds} s")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
 
 
 def _keep_only(lock_fd: int) -> int:

@@ -48,7 +48,8 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
     from credproc.cache.lock import get_or_fetch
 
     return get_or_fetch(resolution.bucket, lambda: resolution.recorded_slot(reread=True), resolution.place,
-                        _fetcher(resolution, debug), refresh=refresh, lock_timeout=lock_timeout(resolution.environ))
+                        _fetcher(resolution, debug), known=resolution.entry(), refresh=refresh,
+                        lock_timeout=lock_timeout(resolution.environ))
 
 
 def refresh_in_background(resolution: Resolution) -> None:

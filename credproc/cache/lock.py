@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # (see EntryLock); CREDPROC_LOCK_TIMEOUT changes it, e.g. for an SDK with a 5 s budget.
 LOCK_TIMEOUT = 30.0
 
-HELD, RELEASED, NOT_HELD = "held", "released", "not held"
+HELD, RELEASED, NOT_HELD, BUSY = "held", "released", "not held", "busy"
 
 
 class EntryLock:
@@ -51,7 +51,9 @@ class EntryLock:
         self._fd: int | None = None
         self._release: Callable[[], None] | None = None
 
-    def acquire(self) -> str:
+    def acquire(self, *, wait: bool = True) -> str:
+        """HELD, RELEASED or NOT_HELD (see the class); without ``wait``, BUSY at once when
+        another process holds the lock."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows
@@ -67,7 +69,8 @@ class EntryLock:
             self._release = lambda: fcntl.flock(fd, fcntl.LOCK_UN)
             return HELD
         except BlockingIOError:
-            pass
+            if not wait:
+                return BUSY
         except OSError as e:
             return self._unavailable(e)
         while time.monotonic() < self.deadline:
@@ -83,6 +86,10 @@ class EntryLock:
         # atomic renames, so the worst case is one extra STS call.
         warn(f"waited {self.timeout:.0f}s for lock {self.bucket.lock_path}; fetching without it")
         return NOT_HELD
+
+    @property
+    def holding(self) -> bool:
+        return self._release is not None
 
     def release(self) -> None:
         if self._release is not None:
@@ -141,11 +148,12 @@ def is_held(bucket: Bucket) -> bool:
 
 
 def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callable[[], Slot],
-                 fetch: Callable[[], Credentials], *, refresh: bool = False,
+                 fetch: Callable[[], Credentials], *, known: Entry | None = None, refresh: bool = False,
                  lock_timeout: float = LOCK_TIMEOUT) -> bytes:
     """The body to print: a usable entry, else ``fetch()`` under the bucket's lock, stored.
 
     ``find()`` is the slot the bucket's record of variables points at (None: no record yet);
+    ``known`` the entry the caller read there before calling;
     ``place()`` is the slot this fetch writes, from the parsed connection. Whoever held the
     lock has usually just refreshed the entry, so it is looked up again after every wait. An
     entry written after this call began is taken even when it is not fresh (short-lived
@@ -180,14 +188,26 @@ def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callabl
 
     lock = EntryLock(bucket, lock_timeout)
     try:
+        state: str | None = None
+        now = time.time()
+        if known is not None and not refresh and not known.is_fresh(now) and known.floor > now:
+            # Due, and refreshed in the foreground: when another process is at it already,
+            # print the entry rather than wait for it (with STS hanging, only that one waits).
+            state = lock.acquire(wait=False)
+            if state == BUSY:
+                if known.failures:
+                    warn_stale(bucket.conn_id, known)
+                return known.body
         while True:
-            state = lock.acquire()
+            if state is None:
+                state = lock.acquire()
             slot = find()
             entry = slot.read() if slot is not None else None
             body = served(entry, state)
             if body is not None:
                 return body
             if state == RELEASED:
+                state = None
                 continue  # the holder's result is no use to this run: our turn to try
             return attempt(slot, entry, place, fetch, refresh=refresh)
     finally:
