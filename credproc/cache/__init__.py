@@ -236,9 +236,11 @@ class Bucket:
         return () if names == "-" else tuple(names.split(","))
 
     def slot(self, environ: Mapping[str, str], variables: tuple[str, ...]) -> Slot:
-        """The entry for the values these variables have in ``environ``."""
+        """The entry for the values these variables have in ``environ``. The variables are a
+        set: their order (a factory's ``cache_variables`` may be a Python set, ordered
+        differently in every process) and repeats make no other entry."""
         parts: list[bytes | str] = [b"credproc-entry-2", self.key]
-        parts += [f"{name}={environ.get(name, '')}" for name in variables]
+        parts += [f"{name}={environ.get(name, '')}" for name in sorted(set(variables))]
         return Slot(self, _hash(parts))
 
 
