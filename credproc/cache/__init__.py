@@ -303,7 +303,8 @@ class Slot:
             if fields[8] != b"0":
                 entry.failed_since, entry.failed_at = float(fields[6]), float(fields[7])
                 entry.failures = int(fields[8])
-                entry.reason = bytes.fromhex(fields[9].decode("ascii")).decode("utf-8", "replace")
+                if fields[9] != b"-":  # "-": an empty reason (store.write)
+                    entry.reason = bytes.fromhex(fields[9].decode("ascii")).decode("utf-8", "replace")
         except ValueError:
             return None
         return entry
