@@ -70,6 +70,7 @@ def _web_identity(conn: AwsConnection) -> tuple[str, ...]:
     provider = extra.get("assume_role_with_web_identity_federation")
     if isinstance(provider, str) and provider.strip() == "google":
         return GOOGLE
-    if extra.get("assume_role_with_web_identity_token_file"):
+    path = extra.get("assume_role_with_web_identity_token_file")
+    if isinstance(path, str) and path.strip():  # blank: token_file reads the variable instead
         return ()
     return ("AWS_WEB_IDENTITY_TOKEN_FILE",)
