@@ -42,10 +42,13 @@ GOOGLE = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "GCE_METADATA_HOS
 
 def variables(conn: AwsConnection, factory_class: type | None = None) -> tuple[str, ...]:
     """The variables of ``cache.IDENTITY_VARIABLES`` that can change what ``conn`` yields,
-    in that order. ``factory_class`` is the session factory when it is not credproc's own."""
+    in that order (a factory's own ``cache_variables`` sorted). ``factory_class`` is the
+    session factory when it is not credproc's own."""
     if factory_class is not None:
         declared = getattr(factory_class, "cache_variables", None)
-        return IDENTITY_VARIABLES if declared is None else tuple(declared)
+        # sorted: a set's order changes with each process's hash seed, and the bucket's
+        # record of the variables would be rewritten by every fetch
+        return IDENTITY_VARIABLES if declared is None else tuple(sorted(set(declared)))
     needed: set[str] = set()
     method = conn.assume_role_method or "assume_role"
     signed = method == "assume_role" or not conn.role_arn  # the initial credentials are used
@@ -67,6 +70,7 @@ def _web_identity(conn: AwsConnection) -> tuple[str, ...]:
     provider = extra.get("assume_role_with_web_identity_federation")
     if isinstance(provider, str) and provider.strip() == "google":
         return GOOGLE
-    if extra.get("assume_role_with_web_identity_token_file"):
+    path = extra.get("assume_role_with_web_identity_token_file")
+    if isinstance(path, str) and path.strip():  # blank: token_file reads the variable instead
         return ()
     return ("AWS_WEB_IDENTITY_TOKEN_FILE",)

@@ -236,9 +236,11 @@ class Bucket:
         return () if names == "-" else tuple(names.split(","))
 
     def slot(self, environ: Mapping[str, str], variables: tuple[str, ...]) -> Slot:
-        """The entry for the values these variables have in ``environ``."""
+        """The entry for the values these variables have in ``environ``. The variables are a
+        set: their order (a factory's ``cache_variables`` may be a Python set, ordered
+        differently in every process) and repeats make no other entry."""
         parts: list[bytes | str] = [b"credproc-entry-2", self.key]
-        parts += [f"{name}={environ.get(name, '')}" for name in variables]
+        parts += [f"{name}={environ.get(name, '')}" for name in sorted(set(variables))]
         return Slot(self, _hash(parts))
 
 
@@ -301,7 +303,8 @@ class Slot:
             if fields[8] != b"0":
                 entry.failed_since, entry.failed_at = float(fields[6]), float(fields[7])
                 entry.failures = int(fields[8])
-                entry.reason = bytes.fromhex(fields[9].decode("ascii")).decode("utf-8", "replace")
+                if fields[9] != b"-":  # "-": an empty reason (store.write)
+                    entry.reason = bytes.fromhex(fields[9].decode("ascii")).decode("utf-8", "replace")
         except ValueError:
             return None
         return entry

@@ -11,6 +11,7 @@ import time
 
 from credproc.cache import (
     FORMAT,
+    MAX_ENTRY_BYTES,
     O_CLOEXEC,
     O_NOFOLLOW,
     O_NONBLOCK,
@@ -19,6 +20,7 @@ from credproc.cache import (
     Bucket,
     Entry,
     Slot,
+    _read_all,
     digest,
     warn_once,
 )
@@ -134,7 +136,8 @@ def _claimed(path: str) -> tuple[str | None, str | None]:
     except OSError:
         return None, None
     try:
-        fields = os.read(fd, 1024).split(b"\n", 1)[0].split(b" ")
+        # the whole header, however long: a failure's reason (hex) may take 3 kB of it
+        fields = _read_all(fd, MAX_ENTRY_BYTES).split(b"\n", 1)[0].split(b" ")
     except OSError:
         return None, None
     finally:
