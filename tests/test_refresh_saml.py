@@ -171,6 +171,9 @@ def assert_stale_warning(line: str, cached: dict, needles: tuple[str, ...]) -> N
 
 
 def assert_no_secret(text: str, idp: SpnegoIdp, *outs: dict) -> None:
+    """Nothing secret in ``text`` (stderr, a recorded reason), and nothing that is not text:
+    a message with a control character in it (a NUL from GSSAPI, say) is no line to show."""
+    assert not [c for c in text if ord(c) < 0x20 and c not in "\n\t"], repr(text)
     assert KRB_PASSWORD not in text
     for assertion in idp.assertions:
         assert assertion[:40] not in text
@@ -337,7 +340,7 @@ def test_in_the_foreground_the_run_itself_serves_stale_with_a_warning(sts, warm,
 
     one_error(at(env, entry.fetched + 50 * MINUTE), 1, f"connection {CONN!r}", *outage.needles)
     assert sts.count("AssumeRoleWithSAML") == 1
-    assert_no_secret(result.stderr + later.stderr, outage.idp, first)
+    assert_no_secret(result.stderr + later.stderr + failed.reason, outage.idp, first)
 
 
 # -- the floor, with no failure recorded before ---------------------------------------------
