@@ -221,7 +221,9 @@ def _spnego_auth(**kwargs: Any) -> Any:  # requests-gssapi has no type hints: it
             try:
                 header = super().generate_request_header(response, host, is_preemptive)
             except SPNEGOExchangeError as e:
-                self.failure = str(e)  # GSSAPI's status text: no token in it
+                # GSSAPI's status text: no token in it, but a NUL at the end of some of MIT's
+                # SPNEGO messages ("cannot find mechanisms to negotiate"), which is no text.
+                self.failure = str(e).replace("\x00", "")
                 raise
             self.sent = True
             return header
