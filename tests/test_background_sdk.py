@@ -22,6 +22,7 @@ forwards to the local STS while the entry is warmed, then to the blackhole
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -193,6 +194,18 @@ def tcp_peers(pid: int) -> dict[str, str]:
     return peers
 
 
+def locked(path: str) -> bool:
+    """Whether some process holds an exclusive flock on ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
@@ -258,6 +271,8 @@ def test_sdk_does_not_wait_for_the_background_refresher(name, request, sts, due,
     others = {fd: target for fd, target in fds.items() if fd > 2}
     locks = [fd for fd, target in others.items() if target.endswith(".lock")]
     assert len(locks) == 1 and Path(others[locks[0]]).parent == Path(env["CREDPROC_CACHE_DIR"]), fds
+    lock_path = others[locks[0]]
+    assert locked(lock_path), "the refresher holds the bucket's lock"
     # /dev/null past 2: the stdout shield's saved copy of descriptor 1 (job.StdoutToStderr)
     sockets = {fd: target for fd, target in others.items() if fd not in locks and target != "/dev/null"}
     peers = tcp_peers(pid)
@@ -272,4 +287,5 @@ def test_sdk_does_not_wait_for_the_background_refresher(name, request, sts, due,
     assert time.monotonic() - started < HANG_READ_TIMEOUT
     kill(pid)
     assert state(pid) in ("gone", "Z")
+    assert not locked(lock_path), "the kernel dropped the lock with its holder"
     record_property("refresher_fds", sorted(fds))
