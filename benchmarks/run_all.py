@@ -1,13 +1,18 @@
 """All the benchmarks, one after the other, then the README's "Performance" table from their
 results.
 
-usage: .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--results-dir DIR]
+usage: .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--results-dir DIR] [--old EXE]
 
 Each benchmark prints its figures, the command that reproduces it alone, and its headline
 figures next to the previous run's (the JSON it replaces in benchmarks/results/). The full
 run takes a few minutes on a 2-core machine; --quick runs few rounds (a smoke check, not
 figures to publish) and, unless --results-dir says otherwise, writes to a temporary
 directory so that it never replaces the recorded results.
+
+``--old EXE`` (else ``$CREDPROC_BENCH_OLD``) is the previous build's credproc, in a venv of
+the same packages (``benchmarks/previous_build.py`` makes one): refresh_point.py and
+outage.py run it side by side with this build, and cache_hit.py compares the two hits
+(``--compare OLD --compare NEW``). Without it those two are skipped, and said so.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import HERE, machine, python_label, results_dir  # noqa: E402
+from _common import CREDPROC, HERE, machine, python_label, results_dir  # noqa: E402
+from _timeline import OLD_VARIABLE, minutes  # noqa: E402
 
 # name -> (arguments of the full run, arguments of --quick)
 BENCHMARKS = {
@@ -32,7 +38,11 @@ BENCHMARKS = {
     "memory": (["--rounds", "5"], ["--rounds", "1"]),
     "stampede": (["--sizes", "8", "32", "128", "--delay", "1.0"], ["--sizes", "8", "--delay", "0.5"]),
     "fleet": ([], []),
+    "refresh_point": (["--processes", "128", "--rounds", "3", "--delays", "0", "1.0"],
+                      ["--processes", "16", "--rounds", "1", "--delays", "0"]),
+    "outage": (["--roles", "900", "3600", "43200"], ["--roles", "900", "3600"]),
 }
+NEEDS_OLD = {"refresh_point", "outage"}  # they run the previous build (--old) side by side
 
 
 def load(name: str) -> dict:
@@ -77,6 +87,30 @@ def table() -> str:
                         f"{stampede['delay_s']:g} s | {r['sts_calls']} STS call, {r['failures']} failures, "
                         f"p50 {r['p50_s']:.1f} s, p99 {r['p99_s']:.1f} s | boto3 helper: {other['sts_calls']} calls, "
                         f"p50 {other['p50_s']:.1f} s, p99 {other['p99_s']:.1f} s |")
+    hit_old = [name for name in (hit or {}) if name.endswith("/credproc") and name != str(CREDPROC)]
+    if hit and hit_old and str(CREDPROC) in hit:
+        old, new = hit[hit_old[0]], hit[str(CREDPROC)]
+        rows.append(f"| cache hit, this build against the previous one (`--compare`) | {new['median_ms']:.1f} ms "
+                    f"(CPU {new['cpu_ms']:.1f} ms) | {new['median_ms'] / old['median_ms']:.3f}× the previous build's "
+                    f"{old['median_ms']:.1f} ms (CPU {new['cpu_ms'] / old['cpu_ms']:.3f}×) |")
+    point = load("refresh_point")
+    for q in point.get("ratios", []):
+        new, old = (next(r for r in point["results"] if r["build"] == b and r["delay_s"] == q["delay_s"])
+                    for b in ("new", "old"))
+        speed = f"{q['delay_s']:g} s" if q["delay_s"] else "its own time"
+        rows.append(f"| {point['processes']} processes across a refresh point (1-h role), STS answering in {speed} | "
+                    f"p50 {new['p50_s']:.2f} s, p99 {new['p99_s']:.2f} s, max {new['max_s']:.2f} s, "
+                    f"{new['sts_calls_per_burst']:g} STS call | previous build (foreground refresh at "
+                    f"{old['refresh_point_min']:g} min): p50 {old['p50_s']:.2f} s, p99 {old['p99_s']:.2f} s, "
+                    f"{old['sts_calls_per_burst']:g} STS call; p50 {q['p50_s_new_over_old']:.2f}×, "
+                    f"p99 {q['p99_s_new_over_old']:.2f}× |")
+    outage = load("outage").get("results")
+    if outage:
+        lengths = sorted({r["lifetime_s"] for r in outage})
+        survived = {(r["build"], r["lifetime_s"]): minutes(r["survived_s"]) for r in outage}
+        rows.append(f"| STS outage survived unnoticed, {' / '.join(minutes(x) for x in lengths)} role | "
+                    f"{' / '.join(survived[('new', x)] for x in lengths)} | previous build: "
+                    f"{' / '.join(survived[('old', x)] for x in lengths)} |")
     if not rows:
         return "(no results yet)"
     head = "| | median | vs baseline |\n|---|---|---|"
@@ -88,6 +122,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke check, written to a temporary dir")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--results-dir", help="where to write the JSON (default: benchmarks/results)")
+    parser.add_argument("--old", default=os.environ.get(OLD_VARIABLE),
+                        help=f"the previous build's credproc executable (default: ${OLD_VARIABLE})")
     args = parser.parse_args()
     env = dict(os.environ)
     scratch = None
@@ -97,19 +133,32 @@ def main() -> None:
         scratch = tempfile.TemporaryDirectory()
         env["CREDPROC_BENCH_RESULTS"] = os.environ["CREDPROC_BENCH_RESULTS"] = scratch.name
     started = time.perf_counter()
-    failed = []
+    failed, skipped = [], []
     for name, (full, quick) in BENCHMARKS.items():
         if args.only and name not in args.only:
             continue
+        extra: list[str] = []
+        if name in NEEDS_OLD:
+            if not args.old:
+                print(f"\n=== {name}: skipped, no previous build to run it against (--old or ${OLD_VARIABLE}; "
+                      "benchmarks/previous_build.py makes one)", flush=True)
+                skipped.append(name)
+                continue
+            extra = ["--old", args.old]
+        elif name == "cache_hit" and args.old:
+            extra = ["--compare", args.old, "--compare", str(CREDPROC)]
         print(f"\n=== {name}", flush=True)
         t0 = time.perf_counter()
-        code = subprocess.call([sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full)], env=env)
+        code = subprocess.call([sys.executable, str(HERE / f"{name}.py"), *(quick if args.quick else full), *extra],
+                               env=env)
         print(f"=== {name}: {time.perf_counter() - t0:.0f} s{'' if code == 0 else f', FAILED (exit {code})'}", flush=True)
         if code != 0:
             failed.append(name)
     print(f"\nall done in {time.perf_counter() - started:.0f} s; results in {results_dir()}")
     print(f"\nFor the README ({machine()}; `{python_label()} benchmarks/run_all.py`):\n")
     print(table())
+    if skipped:
+        print(f"\nskipped (no previous build): {', '.join(skipped)}")
     if scratch:
         scratch.cleanup()
     if failed:
