@@ -48,7 +48,10 @@ def variables(conn: AwsConnection, factory_class: type | None = None) -> tuple[s
         declared = getattr(factory_class, "cache_variables", None)
         # sorted: a set's order changes with each process's hash seed, and the bucket's
         # record of the variables would be rewritten by every fetch
-        return IDENTITY_VARIABLES if declared is None else tuple(sorted(set(declared)))
+        if declared is None:
+            return IDENTITY_VARIABLES
+        names = (declared,) if isinstance(declared, str) else tuple(declared)  # one name, not its letters
+        return tuple(sorted(set(names)))
     needed: set[str] = set()
     method = conn.assume_role_method or "assume_role"
     signed = method == "assume_role" or not conn.role_arn  # the initial credentials are used

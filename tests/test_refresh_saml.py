@@ -29,7 +29,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -48,17 +47,6 @@ MINUTE = 60
 
 
 # -- time, moved around the real executable ---------------------------------------------------
-
-# DEDUP: the same fixture as `faketime` in tests/test_refresh_timeline.py (formerly
-# tests/test_stale_if_error.py); merge the two into conftest.py once both have landed.
-@pytest.fixture
-def faketime() -> str:
-    """The libfaketime wrapper (Debian package ``faketime``)."""
-    path = shutil.which("faketime")
-    if path is None:
-        pytest.skip("faketime is not installed (scripts/system-deps installs it)")
-    return path
-
 
 @pytest.fixture
 def at(faketime, credproc_bin):

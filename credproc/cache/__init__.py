@@ -224,7 +224,7 @@ class Bucket:
 
     def variables(self) -> tuple[str, ...] | None:
         """The variables recorded by the last fetch, or None when there is no usable record."""
-        data = _read_private(self.variables_path, 4096)
+        data = _read_private(self.variables_path, 65536)  # a bound for a planted file, not for names
         if data is None:
             return None
         fields = data.rstrip(b"\n").split(b" ")
