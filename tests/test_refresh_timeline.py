@@ -566,3 +566,95 @@ def test_the_backoff_grows_with_each_failure(sts, warm, refreshers, mode):
             assert f"{failures} tries since {clock(since)}" in warning, warning
         assert sts.count("AssumeRole") == asked + 1 and refreshers.pids() == []
         assert stored(env) == failed
+
+
+# -- what list and cache list show ------------------------------------------------------------
+
+
+def states(offset: str, env: dict) -> tuple[dict, dict, str, str]:
+    """The entry's state as ``credproc list`` and ``credproc cache list`` show it at ``offset``:
+    both --json rows and both tables' text."""
+    listed = {row["id"]: row for row in json.loads(ok(run_at(offset, ["list", "--json"], env), text=True))}
+    (cached,) = json.loads(ok(run_at(offset, ["cache", "list", "--json"], env), text=True))
+    table = ok(run_at(offset, ["list"], env), text=True)
+    cache_table = ok(run_at(offset, ["cache", "list"], env), text=True)
+    assert cached["current"] is True
+    for name in ("state", "fresh_until", "served_until", "expires", "failure"):
+        assert listed[CONN]["cache"][name] == cached[name], name
+    return listed[CONN]["cache"], cached, table, cache_table
+
+
+def test_list_and_cache_list_show_where_the_entry_is_on_its_timeline(sts, warm, refreshers):
+    """fresh until T; refreshing while a process holds the lock; serving stale since T because
+    of the recorded reason; ending past the floor; expired. Nothing secret in any of it."""
+    env, first = warm(read_timeout=5)
+    entry = stored(env)
+    shown, _, table, _ = states("+10m", env)
+    assert shown["state"] == "fresh" and shown["failure"] is None
+    assert shown["fresh_until"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.fetched + 1470))
+    assert f"fresh until {shown['fresh_until']}" in table
+
+    sts.delay["AssumeRole"] = HANG  # the refresher hangs for its read timeout (5 s)
+    served_quietly(credproc_at("+25m", env), first)
+    refreshers.wait_for(1)
+    shown, _, table, cache_table = states("+25m", env)
+    assert shown["state"] == "refreshing", shown
+    assert "refreshing" in table and "refreshing" in cache_table
+    refreshers.wait()
+
+    shown, _, table, cache_table = states("+25m", env)
+    failure = shown["failure"]
+    assert shown["state"] == "stale" and failure["count"] == 1, shown
+    assert OUTAGES["hanging"] in failure["reason"]
+    recorded = stored(env)
+    assert failure["since"] == failure["last"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(recorded.failed_at))
+    for text in (table, cache_table):
+        assert f"serving stale since {failure['since']} because {failure['reason']}" in text, text
+        assert f"next try after {failure['next_try']}" in text
+
+    sts.delay.clear()
+    sts.faults = list(DOWN)
+    shown, _, table, _ = states("+50m", env)
+    assert shown["state"] == "ending" and "ending" in table
+    shown, _, table, _ = states("+61m", env)
+    assert shown["state"] == "expired" and "expired" in table
+    assert sts.count("AssumeRole") == 2, "looking asks nobody"
+    for text in (table, cache_table):
+        for secret in (*SECRET_KEY_FORMS, first["SecretAccessKey"], first["SessionToken"]):
+            assert secret not in text
+
+
+SLOW_FACTORY = '''
+import os
+import time
+
+from credproc import BaseSessionFactory
+
+
+class Slow(BaseSessionFactory):
+    """Hangs while the file named by SLOW_FACTORY_FLAG exists: a federation stuck for good."""
+
+    def credentials(self):
+        while os.path.exists(os.environ["SLOW_FACTORY_FLAG"]):
+            time.sleep(0.05)
+        return super().credentials()
+'''
+
+
+def test_a_refresher_stuck_in_a_session_factory_fails_at_its_deadline(sts, warm, refreshers, tmp_path):
+    """The detached refresher's alarm (CREDPROC_BACKGROUND_DEADLINE, 300 s by default) makes a
+    stuck refresh a failure like any other: recorded in the entry, backed off, the lock let go."""
+    (tmp_path / "slow_factory.py").write_text(SLOW_FACTORY)
+    flag = tmp_path / "stuck"
+    env, first = warm({"PYTHONPATH": str(tmp_path), "CREDPROC_SESSION_FACTORY": "slow_factory.Slow",
+                       "SLOW_FACTORY_FLAG": str(flag), "CREDPROC_BACKGROUND_DEADLINE": "2"})
+    flag.touch()
+    served_quietly(credproc_at("+25m", env), first)
+    refreshers.wait_for(1)
+    assert lock_is_held(lock_file(env))
+    refreshers.wait(timeout=15)
+    assert not lock_is_held(lock_file(env)), "the lock outlived the refresher"
+    recorded = stored(env)
+    assert recorded.failures == 1 and "the background refresh took more than 2 s" in recorded.reason, recorded
+    assert recorded.body == first and sts.count("AssumeRole") == 1
+    stale_warning(credproc_at("+25m", env), first, "took more than 2 s")
