@@ -453,3 +453,229 @@ class Refreshers:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
             time.sleep(0.02)
+
+
+# -- a person at a terminal: a pseudo-terminal as the controlling terminal ----------------------
+
+
+class Terminal:
+    """``argv`` run with a pseudo-terminal as its controlling terminal, as from a shell in a
+    terminal window, while stdin is an open pipe that never delivers a byte (SDKs leave the
+    helper's stdin so) and stdout and stderr are pipes read apart (SDKs capture both).
+
+    Only what the process writes to the terminal itself (``/dev/tty``) shows on it: ``seen``
+    is all of that so far, as text (the terminal turns "\\n" into "\\r\\n"). A person answers
+    with :meth:`expect` (wait for a prompt), :meth:`type` (a line, typed once the terminal's
+    echo is off, so that a code typed at a prompt shows only if the process failed to turn
+    it off) and :meth:`interrupt` (Ctrl-C: SIGINT to the terminal's foreground process
+    group, which is the process's own). :meth:`wait` returns a CompletedProcess with
+    ``terminal`` (everything the terminal showed) and ``seconds`` (wall time).
+
+    The process leads a session of its own (setsid) whose controlling terminal is the pty;
+    the child gets no descriptor of it beyond the standard ones it opens itself
+    (``/dev/tty``). This side keeps the pty's slave end open, so that reading the master never
+    fails while the process has none open. Use it as a context manager: a process still
+    running at the end is killed.
+    """
+
+    def __init__(self, argv: list[str], env: dict, *, cwd=None):
+        import pty
+        import threading
+
+        self.master, self.slave = pty.openpty()
+        os.set_inheritable(self.slave, False)
+        slave = self.slave
+
+        def controlling_terminal() -> None:  # in the child, after setsid (start_new_session)
+            import fcntl
+            import termios
+
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # then close_fds closes this descriptor
+
+        self.started = time.monotonic()
+        self.process = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                        preexec_fn=controlling_terminal)
+        self._screen = bytearray()
+        self._position = 0
+        self._changed = threading.Condition()
+        self._out: dict[str, bytes] = {}
+        self._closing = False
+        self._readers = [threading.Thread(target=self._read_pipe, args=(name, pipe), daemon=True)
+                         for name, pipe in (("stdout", self.process.stdout), ("stderr", self.process.stderr))]
+        self._readers.append(threading.Thread(target=self._read_terminal, daemon=True))
+        for reader in self._readers:
+            reader.start()
+
+    # -- what the process writes --------------------------------------------------------------
+
+    def _read_pipe(self, name: str, pipe) -> None:
+        self._out[name] = pipe.read()
+
+    def _read_terminal(self) -> None:
+        import select
+
+        while True:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if not ready:
+                if self._closing:
+                    return
+                continue
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._changed:
+                self._screen += chunk
+                self._changed.notify_all()
+
+    @property
+    def seen(self) -> str:
+        with self._changed:
+            return bytes(self._screen).decode("utf-8", "replace")
+
+    def expect(self, text: str, timeout: float = 30) -> str:
+        """Wait until ``text`` shows on the terminal after what earlier calls waited for;
+        the terminal's output up to its end. Fails the test when the process ends first or
+        ``timeout`` passes."""
+        wanted = text.encode()
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = self._screen.find(wanted, self._position)
+                if found >= 0:
+                    end = found + len(wanted)
+                    shown = bytes(self._screen[self._position:end]).decode("utf-8", "replace")
+                    self._position = end
+                    return shown
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self._changed.wait(0.2)):
+                    screen = bytes(self._screen).decode("utf-8", "replace")
+                    ended = self.process.poll()
+                    stderr = self._out.get("stderr", b"").decode("utf-8", "replace")
+                    pytest.fail(f"{text!r} did not show on the terminal "
+                                f"({'the process ended, exit ' + str(ended) if ended is not None else 'timeout'}); "
+                                f"it showed {screen!r}; stderr {stderr!r}")
+                self._changed.wait(min(left, 0.1))
+
+    def echo_is_off(self) -> bool:
+        import termios
+
+        return not termios.tcgetattr(self.slave)[3] & termios.ECHO
+
+    def type(self, text: str, *, enter: bool = True, echo_timeout: float = 2.0) -> None:
+        """Type ``text`` (and Enter) as a person does after the prompt: once the terminal's
+        echo is off, or after ``echo_timeout`` seconds anyway (and then it shows)."""
+        deadline = time.monotonic() + echo_timeout
+        while not self.echo_is_off() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.write(self.master, text.encode() + (b"\r" if enter else b""))
+
+    def interrupt(self) -> None:
+        """Ctrl-C on the terminal."""
+        os.write(self.master, b"\x03")
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def wait(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Wait for the process (killed, and the test failed, after ``timeout``); then its
+        exit status, stdout, stderr, ``terminal`` and ``seconds``."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            self._finish()
+            pytest.fail(f"{self.process.args} did not finish within {timeout}s; the terminal showed {self.seen!r}; "
+                        f"stderr {self._out.get('stderr', b'')!r}")
+        return self._finish()
+
+    def _finish(self) -> subprocess.CompletedProcess:
+        seconds = time.monotonic() - self.started
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        for reader in self._readers[:2]:
+            reader.join(30)  # the pipes end when the process (and anything it left holding them) is gone
+        self._closing = True
+        self._readers[2].join(5)
+        result = subprocess.CompletedProcess(self.process.args, self.process.returncode,
+                                             self._out.get("stdout", b"").decode("utf-8", "replace"),
+                                             self._out.get("stderr", b"").decode("utf-8", "replace"))
+        result.terminal = self.seen  # type: ignore[attr-defined]
+        result.seconds = seconds  # type: ignore[attr-defined]
+        return result
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if not self._closing:
+            self._finish()
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def at_terminal(argv: list[str], env: dict, prompt: str, answer: str | None, *, timeout: float = 60,
+                cwd=None) -> subprocess.CompletedProcess:
+    """Run ``argv`` at a terminal (:class:`Terminal`), wait for ``prompt``, type ``answer``
+    (None: Ctrl-C instead), and wait for the end."""
+    with Terminal(argv, env, cwd=cwd) as terminal:
+        terminal.expect(prompt, timeout)
+        if answer is None:
+            terminal.interrupt()
+        else:
+            terminal.type(answer)
+        return terminal.wait(timeout)
+
+
+def start_headless(argv: list[str], env: dict, *, cwd=None) -> subprocess.Popen:
+    """``argv`` started with no controlling terminal at all (a session of its own: not
+    pytest's, which may have one when run from a shell) and stdin an open pipe that delivers
+    nothing, as under an SDK run from cron or CI. ``finish_headless`` waits for it."""
+    process = subprocess.Popen([str(a) for a in argv], env=env, cwd=cwd, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process.started = time.monotonic()  # type: ignore[attr-defined]
+    return process
+
+
+def finish_headless(process: subprocess.Popen, timeout: float = 90) -> subprocess.CompletedProcess:
+    """Wait for a :func:`start_headless` process, stdin kept open until it ends (unlike
+    ``communicate``, which closes it at once); ``seconds`` is its wall time. One that outlives
+    ``timeout`` is killed and fails the test."""
+    import threading
+
+    out: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda n=name, p=pipe: out.__setitem__(n, p.read()), daemon=True)
+               for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))]
+    for reader in readers:
+        reader.start()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"{process.args} did not finish within {timeout}s")
+    finally:
+        seconds = time.monotonic() - process.started  # type: ignore[attr-defined]
+        if process.stdin and not process.stdin.closed:
+            process.stdin.close()
+    for reader in readers:
+        reader.join(30)
+    result = subprocess.CompletedProcess(process.args, process.returncode, out.get("stdout", ""),
+                                         out.get("stderr", ""))
+    result.seconds = seconds  # type: ignore[attr-defined]
+    return result
+
+
+def headless(argv: list[str], env: dict, *, timeout: float = 90, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``argv`` as :func:`start_headless` starts it and wait for it (:func:`finish_headless`)."""
+    return finish_headless(start_headless(argv, env, cwd=cwd), timeout)

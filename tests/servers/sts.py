@@ -6,7 +6,9 @@
   (``sts.requests``: action, parameters, headers, so a test sees the signing key), and can
   delay answers (``sts.delay``), answer faults instead (``sts.faults``), or stop listening
   so that connections are refused (``sts.refuse()``, ``sts.accept()``). Answers still held
-  by a delay when the test ends are dropped, and the proxy listens again.
+  by a delay when the test ends are dropped, and the proxy listens again. It can also check
+  MFA as real STS does, which moto does not (``sts.mfa_devices``, ``sts.mfa_roles``: see
+  :class:`StsProxy`).
 
 The benchmarks use the proxy too, through tests/stsproxy.py.
 """
@@ -14,13 +16,18 @@ The benchmarks use the proxy too, through tests/stsproxy.py.
 from __future__ import annotations
 
 import http.client
+import re
+import secrets
+import string
 import threading
+import time
 import urllib.parse
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-
 from helpers import free_port
+
 from servers.loopback import LoopbackServer
 
 
@@ -33,6 +40,28 @@ class StsProxy:
     ``(400, "Throttling")`` or ``(503, "ServiceUnavailable")``); :meth:`refuse` closes the
     listening socket, so that connecting to ``url`` fails at once (ECONNREFUSED), until
     :meth:`accept` listens on the same port again.
+
+    MFA, checked as real STS checks it (moto checks no code), opt-in per test and cleared by
+    :meth:`reset`:
+
+    * ``mfa_devices = {SERIAL_ARN: "123456"}``: the code each device shows now (a test sets
+      the next one). While it is not empty, a GetSessionToken or AssumeRole that names a
+      SerialNumber is refused (403 AccessDenied, STS's own wording, :data:`MFA_FAILED`) for a
+      missing TokenCode, an unknown device, a wrong code, or a code already used (single
+      use); a good code is forwarded to moto. GetSessionToken answers carry fresh keys
+      (moto's are fixed, and are the tests' own long-term pair): ``sessions`` maps each
+      access key id to what it is (``mfa``: opened with a code; ``serial``, ``token``,
+      ``expires``).
+    * ``mfa_roles = {ROLE_ARN}``: roles whose trust policy requires
+      ``aws:MultiFactorAuthPresent``. AssumeRole of one is allowed when it is signed by the
+      key of an MFA session (with its session token), or carries a good SerialNumber and
+      TokenCode; otherwise 403 AccessDenied ("... is not authorized to perform:
+      sts:AssumeRole ...").
+
+    Whatever the settings: GetSessionToken signed with temporary keys (a session token) is
+    refused as STS refuses it, and a request signed with a session key this proxy handed out
+    must carry that session's token, and arrive before it expires. ``denied`` lists every
+    refusal (action, code, message), for a test's failure message.
     """
 
     def __init__(self, upstream: str):
@@ -73,6 +102,11 @@ class StsProxy:
             self.delay: dict[str, float] = {}
             self.faults: list[tuple[int, str]] = []
             self.requests: list[dict] = []
+            self.mfa_devices: dict[str, str] = {}
+            self.mfa_roles: set[str] = set()
+            self.used_codes: set[tuple[str, str]] = set()
+            self.sessions: dict[str, dict] = {}
+            self.denied: list[tuple[str, str, str]] = []
             held, self._released = self._released, threading.Event()
         held.set()
         self.accept()
@@ -94,6 +128,61 @@ class StsProxy:
         with self.lock:
             return self.calls.get(action, 0)
 
+    def mfa_session_keys(self) -> list[str]:
+        """The access key ids of the MFA sessions opened so far, oldest first."""
+        with self.lock:
+            return [key for key, session in self.sessions.items() if session["mfa"]]
+
+    # -- MFA, as real STS checks it --------------------------------------------------------
+
+    def _refusal(self, action: str, params: dict, headers) -> tuple[int, str, str] | None:
+        """(status, code, message) when real STS would refuse this request, else None;
+        a good MFA code is used up here (under the lock: two requests cannot share one)."""
+        key = _signing_key(headers)
+        token = _header(headers, "X-Amz-Security-Token")
+        session = self.sessions.get(key)
+        if session is not None:
+            if token != session["token"]:
+                return 403, "InvalidClientTokenId", "The security token included in the request is invalid."
+            if time.time() >= session["expires"]:
+                return 403, "ExpiredToken", "The security token included in the request is expired"
+        if action == "GetSessionToken" and token:
+            return 403, "AccessDenied", "Cannot call GetSessionToken with session credentials"
+        if action not in ("GetSessionToken", "AssumeRole"):
+            return None
+        serial = params.get("SerialNumber")
+        with_code = False
+        if serial and self.mfa_devices:
+            code = params.get("TokenCode")
+            if not code or self.mfa_devices.get(serial) != code or (serial, code) in self.used_codes:
+                return 403, "AccessDenied", MFA_FAILED
+            self.used_codes.add((serial, code))
+            with_code = True
+        if action == "AssumeRole" and params.get("RoleArn") in self.mfa_roles:
+            if not (with_code or (session is not None and session["mfa"])):
+                return 403, "AccessDenied", (f"User: arn:aws:iam::{_account(params['RoleArn'])}:user/credproc-test "
+                                             f"is not authorized to perform: sts:AssumeRole on resource: "
+                                             f"{params['RoleArn']}")
+        return None
+
+    def _new_session(self, params: dict, data: bytes) -> bytes:
+        """moto's GetSessionToken answer with keys of its own (moto always hands out the same
+        pair, the tests' long-term one), remembered in ``sessions``."""
+        expiration = re.search(rb"<Expiration>([^<]+)</Expiration>", data)
+        if b"<AccessKeyId>" not in data or expiration is None:
+            return data
+        alphabet = string.ascii_uppercase + string.digits
+        key = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+        secret = secrets.token_urlsafe(30)[:40]
+        token = "FwoGZXIvYXdzEMFA" + secrets.token_urlsafe(96)
+        expires = datetime.fromisoformat(expiration.group(1).decode().replace("Z", "+00:00")).timestamp()
+        for name, value in (("AccessKeyId", key), ("SecretAccessKey", secret), ("SessionToken", token)):
+            data = re.sub(rf"<{name}>[^<]*</{name}>".encode(), f"<{name}>{value}</{name}>".encode(), data, count=1)
+        with self.lock:
+            self.sessions[key] = {"mfa": bool(params.get("SerialNumber")), "serial": params.get("SerialNumber"),
+                                  "secret": secret, "token": token, "expires": expires}
+        return data
+
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
@@ -111,10 +200,14 @@ class StsProxy:
             return
         if fault:
             status, code = fault
-            payload = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-                       f"<Type>Sender</Type><Code>{code}</Code><Message>injected {code}</Message>"
-                       f"</Error><RequestId>test</RequestId></ErrorResponse>").encode()
-            self._answer(request, status, {"Content-Type": "text/xml"}, payload)
+            self._error(request, status, code, f"injected {code}")
+            return
+        with self.lock:
+            refusal = self._refusal(action, params, request.headers)
+            if refusal is not None:
+                self.denied.append((action, refusal[1], refusal[2]))
+        if refusal is not None:
+            self._error(request, *refusal)
             return
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "connection")}
@@ -124,7 +217,15 @@ class StsProxy:
         conn.close()
         keep = {k: v for k, v in response.getheaders()
                 if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date")}
+        if action == "GetSessionToken" and response.status == 200:
+            data = self._new_session(params, data)
         self._answer(request, response.status, keep, data)
+
+    def _error(self, request, status: int, code: str, message: str) -> None:
+        payload = (f'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                   f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+                   f"</Error><RequestId>test</RequestId></ErrorResponse>").encode()
+        self._answer(request, status, {"Content-Type": "text/xml"}, payload)
 
     @staticmethod
     def _answer(request, status: int, headers: dict, data: bytes) -> None:
@@ -138,6 +239,27 @@ class StsProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# What real STS answers for a missing, wrong or reused MFA code (HTTP 403, AccessDenied).
+MFA_FAILED = "MultiFactorAuthentication failed with invalid MFA one time pass code."
+
+
+def _header(headers, name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return ""
+
+
+def _signing_key(headers) -> str:
+    match = re.search(r"Credential=([^/,\s]+)/", _header(headers, "Authorization"))
+    return match.group(1) if match else ""
+
+
+def _account(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 4 and parts[4] else "123456789012"
 
 
 @pytest.fixture(scope="session")
