@@ -31,6 +31,7 @@ KNOWN_EXTRA_KEYS = frozenset({
     "assume_role_with_web_identity_federation_audience",
     "assume_role_with_web_identity_token_file",
     "session_factory",
+    "mfa_serial", "mfa_process", "mfa_session_duration",
     # deprecated, still honoured
     "aws_account_id", "aws_iam_role", "external_id", "s3_config_file", "s3_config_format", "profile",
 })
@@ -68,6 +69,9 @@ class AwsConnection:
     assume_role_kwargs: dict[str, Any] = field(default_factory=dict)
     session_factory: str | None = None
     file_settings: dict[str, Any] = field(default_factory=dict)
+    mfa_serial: str | None = None           # the MFA device: GetSessionToken first (credproc.methods.mfa)
+    mfa_process: list[str] | None = None    # a command that prints the code
+    mfa_session_duration: int = 43200       # seconds the MFA session lasts
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs
         return f"AwsConnection(conn_id={self.conn_id!r}, origin={self.origin!r}, role_arn={self.role_arn!r})"
@@ -131,6 +135,7 @@ def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnectio
     conn.session_factory = table.string("session_factory")
     _initial_keys(conn, table, session_kwargs)
     _role(conn, table)
+    _mfa(conn, table)
     return conn
 
 
@@ -261,6 +266,46 @@ def _role(conn: AwsConnection, extra: Table) -> None:
         add_secret(str(conn.assume_role_kwargs["TokenCode"]))
     if conn.role_arn:
         conn.assume_role_kwargs.setdefault("RoleSessionName", role_session_name(conn.conn_id))
+
+
+# GetSessionToken's DurationSeconds for an IAM user: 15 minutes to 36 hours.
+MFA_DURATION_RANGE = (900, 129600)
+
+
+def _mfa(conn: AwsConnection, extra: Table) -> None:
+    """``mfa_serial`` (the AWS config's name), or ``assume_role_kwargs.SerialNumber`` without a
+    TokenCode (Airflow's way): the device whose code opens an MFA session for the roles."""
+    serial = extra.string("mfa_serial", strip=True)
+    kwargs = conn.assume_role_kwargs
+    if "SerialNumber" in kwargs and "TokenCode" not in kwargs:
+        given = str(kwargs["SerialNumber"]).strip()
+        if serial and given != serial:
+            raise conn.error(f"mfa_serial {serial!r} and assume_role_kwargs.SerialNumber {given!r} differ")
+        serial = given or serial
+        del kwargs["SerialNumber"]  # the role is assumed with the MFA session, which carries no code
+    process = extra.raw("mfa_process")
+    duration = extra.seconds("mfa_session_duration", minimum=MFA_DURATION_RANGE[0], maximum=MFA_DURATION_RANGE[1])
+    if not serial:
+        for key in ("mfa_process", "mfa_session_duration"):
+            if extra.raw(key) is not None:
+                warn(f"connection {conn.conn_id!r} ({conn.origin}): {key} is ignored without mfa_serial")
+        return
+    if conn.assume_role_method not in (None, "assume_role"):
+        raise conn.error(f"mfa_serial works with assume_role (or no role), not {conn.assume_role_method}")
+    conn.mfa_serial = serial
+    if isinstance(process, str) and process.strip():
+        import shlex
+
+        try:
+            conn.mfa_process = shlex.split(process)
+        except ValueError as e:
+            raise conn.error(f"mfa_process {process!r}: {e}") from None
+    elif isinstance(process, list) and process and all(isinstance(part, str) for part in process):
+        conn.mfa_process = list(process)
+    elif process not in (None, "", []):
+        raise conn.error("mfa_process must be a command line (a string) or a list of strings")
+    if duration is not None:
+        conn.mfa_session_duration = int(duration)
 
 
 def role_session_name(conn_id: str) -> str:

@@ -212,13 +212,33 @@ class BaseSessionFactory:
         return session.client("sts", region_name=self.region_name, endpoint_url=self.conn.endpoint_url,
                               verify=self.conn.verify, config=config)
 
+    @cached_property
+    def mfa_credentials(self) -> Credentials:
+        """The MFA session of the basic session's keys and the connection's ``mfa_serial``
+        (``credproc.methods.mfa``): cached, else opened with a code asked once."""
+        from credproc.methods import mfa
+
+        conn_id = self.conn.conn_id
+        source = freeze(self.basic_session, conn_id)
+        return mfa.session(self.conn, source, lambda: self.sts_client(self.basic_session))
+
+    def _signing_session(self) -> boto3.session.Session:
+        """What signs the role's STS call: the MFA session when the connection has a device,
+        else the basic session."""
+        if not self.conn.mfa_serial:
+            return self.basic_session
+        opened = self.mfa_credentials
+        return boto3.session.Session(aws_access_key_id=opened.access_key_id,
+                                     aws_secret_access_key=opened.secret_access_key,
+                                     aws_session_token=opened.session_token, region_name=self.region_name)
+
     def method_context(self) -> methods.Context:
         """What the connection's ``assume_role_method`` gets to make its STS call."""
         return methods.Context(
             conn=self.conn,
             log=self.log,
             basic_session=lambda: self.basic_session,
-            sts_client=lambda: self.sts_client(self.basic_session),
+            sts_client=lambda: self.sts_client(self._signing_session()),
             unsigned_sts_client=lambda: self.sts_client(unsigned=True),
         )
 
@@ -229,7 +249,7 @@ class BaseSessionFactory:
         they near expiry, so the session also serves long-lived Python code.
         """
         if not self.conn.role_arn:
-            return self.basic_session
+            return self._signing_session()
         botocore_session = botocore.session.get_session()
         credentials = DeferredRefreshableCredentials(
             refresh_using=lambda: _metadata(self._role_credentials()),
@@ -259,10 +279,12 @@ class BaseSessionFactory:
                 with self._user_code():
                     # Resolving the credentials runs the factory's refresh function, if any.
                     session_credentials(self.basic_session, conn_id, supplier)
-                    if not self.conn.role_arn:
+                    if not self.conn.role_arn and not self.conn.mfa_serial:
                         return freeze(self.basic_session, conn_id, supplier)
             if self.conn.role_arn:
                 return self._role_credentials()
+            if self.conn.mfa_serial:
+                return self.mfa_credentials
             return freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
             raise translate(e, self.conn) from e

@@ -45,11 +45,12 @@ def credentials_for(resolution: Resolution, *, refresh: bool = False, use_cache:
 
     if not use_cache:
         return _fetcher(resolution, debug)().to_process_json().encode()
-    from credproc.cache.lock import get_or_fetch
+    from credproc.cache.lock import get_or_fetch, person_timeout
 
     return get_or_fetch(resolution.bucket, lambda: resolution.recorded_slot(reread=True), resolution.place,
                         _fetcher(resolution, debug), known=resolution.entry(), refresh=refresh,
-                        lock_timeout=lock_timeout(resolution.environ))
+                        lock_timeout=lock_timeout(resolution.environ),
+                        person_timeout=person_timeout(resolution.environ))
 
 
 def refresh_in_background(resolution: Resolution) -> None:

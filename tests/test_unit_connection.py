@@ -478,3 +478,70 @@ def test_secrets_are_registered_for_redaction(where):
     out = log.redact(f"before {secret} after")
     assert secret not in out
     assert out.startswith("before ") and out.endswith(" after")
+
+
+# -- MFA ------------------------------------------------------------------------------------
+
+SERIAL = "arn:aws:iam::123456789012:mfa/alice"
+
+
+def test_mfa_serial_is_the_device():
+    conn = resolve(raw({"role_arn": ROLE, "mfa_serial": f" {SERIAL} "}))
+    assert conn.mfa_serial == SERIAL and conn.mfa_process is None and conn.mfa_session_duration == 43200
+
+
+def test_a_serial_number_without_a_code_is_airflows_way_of_saying_mfa_serial():
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": {"SerialNumber": SERIAL, "DurationSeconds": 900}}))
+    assert conn.mfa_serial == SERIAL
+    assert "SerialNumber" not in conn.assume_role_kwargs, "the role is assumed with the session: no code, no serial"
+    assert conn.assume_role_kwargs["DurationSeconds"] == 900
+
+
+def test_a_serial_number_with_a_code_is_passed_through_as_written():
+    kwargs = {"SerialNumber": SERIAL, "TokenCode": "123456"}
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": kwargs}))
+    assert conn.mfa_serial is None
+    assert conn.assume_role_kwargs["SerialNumber"] == SERIAL and conn.assume_role_kwargs["TokenCode"] == "123456"
+
+
+def test_two_different_devices_are_a_config_error():
+    with pytest.raises(ConfigError, match="mfa_serial .* and assume_role_kwargs.SerialNumber .* differ"):
+        resolve(raw({"role_arn": ROLE, "mfa_serial": SERIAL,
+                     "assume_role_kwargs": {"SerialNumber": SERIAL.replace("alice", "bob")}}))
+
+
+@pytest.mark.parametrize("given, argv", [
+    ("ykman oath accounts code -s 'aws alice'", ["ykman", "oath", "accounts", "code", "-s", "aws alice"]),
+    (["op", "item", "get", "aws", "--otp"], ["op", "item", "get", "aws", "--otp"]),
+])
+def test_mfa_process_is_a_command_line_or_a_list(given, argv):
+    assert resolve(raw({"mfa_serial": SERIAL, "mfa_process": given})).mfa_process == argv
+
+
+@pytest.mark.parametrize("given", [42, ["ok", 3], {"cmd": "x"}, "unclosed 'quote"])
+def test_a_malformed_mfa_process_is_a_config_error(given):
+    with pytest.raises(ConfigError, match="mfa_process"):
+        resolve(raw({"mfa_serial": SERIAL, "mfa_process": given}))
+
+
+@pytest.mark.parametrize("given, ok", [(900, True), ("3600", True), (129600, True), (899, False), (129601, False),
+                                       ("a day", False)])
+def test_mfa_session_duration_is_within_what_sts_allows(given, ok):
+    extra = {"mfa_serial": SERIAL, "mfa_session_duration": given}
+    if ok:
+        assert resolve(raw(extra)).mfa_session_duration == int(given)
+    else:
+        with pytest.raises(ConfigError, match="mfa_session_duration"):
+            resolve(raw(extra))
+
+
+def test_mfa_with_saml_is_a_config_error():
+    with pytest.raises(ConfigError, match="mfa_serial works with assume_role"):
+        resolve(raw({"role_arn": ROLE, "assume_role_method": "assume_role_with_saml", "mfa_serial": SERIAL}))
+
+
+def test_mfa_settings_without_a_device_are_ignored_with_a_warning(capsys):
+    conn = resolve(raw({"role_arn": ROLE, "mfa_process": "echo 123456", "mfa_session_duration": 900}))
+    assert conn.mfa_serial is None and conn.mfa_process is None
+    said = warnings(capsys)
+    assert len(said) == 2 and all("ignored without mfa_serial" in line for line in said), said

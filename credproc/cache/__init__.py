@@ -95,6 +95,10 @@ IDENTITY_VARIABLES = (
     "GCE_METADATA_IP",
 )
 
+# The "connection id" of an MFA session's entry (credproc.methods.mfa): no connection id holds
+# a NUL, so no connection's entry can be taken for one. Its files are _mfa_<device>--<key>.
+MFA_LABEL = "\0mfa:"
+
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)

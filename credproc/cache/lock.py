@@ -15,13 +15,25 @@ from credproc.log import warn
 
 TYPE_CHECKING = False  # a stampede's waiters import this module: no typing for them
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from credproc.protocol import Credentials
 
 # Seconds a process waits for another one's refresh before fetching without the lock
 # (see EntryLock); CREDPROC_LOCK_TIMEOUT changes it, e.g. for an SDK with a 5 s budget.
 LOCK_TIMEOUT = 30.0
+
+# Seconds a process waits for one that asks a person (an MFA code) while it asks
+# (asking_a_person); CREDPROC_MFA_TIMEOUT changes it.
+PERSON_TIMEOUT = 300.0
+PERSON_TIMEOUT_VARIABLE = "CREDPROC_MFA_TIMEOUT"
+
+
+def person_timeout(environ: Mapping[str, str]) -> float:
+    """``CREDPROC_MFA_TIMEOUT`` in seconds, else ``PERSON_TIMEOUT``."""
+    from credproc import settings
+
+    return settings.seconds(environ, PERSON_TIMEOUT_VARIABLE, PERSON_TIMEOUT, maximum=3600)
 
 HELD, RELEASED, NOT_HELD, BUSY = "held", "released", "not held", "busy"
 
@@ -44,10 +56,14 @@ class EntryLock:
 
     POLL = 0.05  # seconds between looks at a held lock: a fetch takes far longer
 
-    def __init__(self, bucket: Bucket, timeout: float):
+    def __init__(self, bucket: Bucket, timeout: float, person_timeout: float | None = None):
         self.bucket = bucket
-        self.deadline = time.monotonic() + timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
         self.timeout = timeout
+        # While the holder asks a person (an MFA code), it says so in the lock file
+        # (asking_a_person), and waiting goes on this long instead.
+        self.person_timeout = person_timeout
         self._fd: int | None = None
         self._release: Callable[[], None] | None = None
 
@@ -67,13 +83,15 @@ class EntryLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self._release = lambda: fcntl.flock(fd, fcntl.LOCK_UN)
+            _unmark(fd)  # a killed holder may have left its "asking" mark
+            _held.append(self)
             return HELD
         except BlockingIOError:
             if not wait:
                 return BUSY
         except OSError as e:
             return self._unavailable(e)
-        while time.monotonic() < self.deadline:
+        while time.monotonic() < self.deadline or self._person_is_asked(fd):
             time.sleep(self.POLL)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -84,8 +102,18 @@ class EntryLock:
         # A holder that hangs (stopped, or stuck on a dead IdP) must not stall every SDK
         # process on this machine: after the timeout we fetch without the lock. Writes are
         # atomic renames, so the worst case is one extra STS call.
-        warn(f"waited {self.timeout:.0f}s for lock {self.bucket.lock_path}; fetching without it")
+        waited = time.monotonic() - self.started
+        warn(f"waited {waited:.0f}s for lock {self.bucket.lock_path}; fetching without it")
         return NOT_HELD
+
+    def _person_is_asked(self, fd: int) -> bool:
+        """The holder is asking a person and the longer wait for that is not over."""
+        if self.person_timeout is None or time.monotonic() >= self.started + self.person_timeout:
+            return False
+        try:
+            return os.fstat(fd).st_size > 0
+        except OSError:
+            return False
 
     @property
     def holding(self) -> bool:
@@ -93,8 +121,12 @@ class EntryLock:
 
     def release(self) -> None:
         if self._release is not None:
+            if self._fd is not None:
+                _unmark(self._fd)
             self._release()
             self._release = None
+            if self in _held:
+                _held.remove(self)
 
     def close(self) -> None:
         self.release()
@@ -126,6 +158,36 @@ class EntryLock:
         return HELD
 
 
+_held: list[EntryLock] = []  # the locks this process holds, innermost last
+ASKING = b"asking a person\n"
+
+
+class asking_a_person:  # a context manager, named like one
+    """While a person is asked (an MFA code), every lock this process holds says so, and the
+    processes waiting for them wait the person's time (``person_timeout``), not the lock
+    timeout of fetches that ask no one. (A class, not contextlib: stampede waiters import
+    this module, and contextlib would cost them its imports.)"""
+
+    def __enter__(self) -> None:
+        self.marked = [lock._fd for lock in _held if lock._fd is not None]
+        for fd in self.marked:
+            try:  # noqa: SIM105 - no contextlib here, see above
+                os.pwrite(fd, ASKING, 0)
+            except OSError:
+                pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self.marked:
+            _unmark(fd)
+
+
+def _unmark(fd: int) -> None:
+    try:  # noqa: SIM105 - no contextlib here, see asking_a_person
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+
+
 def is_held(bucket: Bucket) -> bool:
     """Whether a process holds the bucket's lock now (is fetching): for ``credproc list``."""
     try:
@@ -149,7 +211,7 @@ def is_held(bucket: Bucket) -> bool:
 
 def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callable[[], Slot],
                  fetch: Callable[[], Credentials], *, known: Entry | None = None, refresh: bool = False,
-                 lock_timeout: float = LOCK_TIMEOUT) -> bytes:
+                 lock_timeout: float = LOCK_TIMEOUT, person_timeout: float | None = None) -> bytes:
     """The body to print: a usable entry, else ``fetch()`` under the bucket's lock, stored.
 
     ``find()`` is the slot the bucket's record of variables points at (None: no record yet);
@@ -186,7 +248,7 @@ def get_or_fetch(bucket: Bucket, find: Callable[[], Slot | None], place: Callabl
                                 f"({entry.reason}), in another credproc process just now")
         return None
 
-    lock = EntryLock(bucket, lock_timeout)
+    lock = EntryLock(bucket, lock_timeout, person_timeout)
     try:
         state: str | None = None
         now = time.time()

@@ -125,6 +125,57 @@ def entry_state(entry: cache.Entry, *, refreshing: bool = False) -> dict[str, An
             "expires": iso(entry.expires), "failure": failure}
 
 
+def mfa_state(resolution: Resolution, conn: AwsConnection) -> dict[str, Any] | None:
+    """The connection's MFA device and its session (``credproc.methods.mfa``), or None."""
+    if not conn.mfa_serial:
+        return None
+    from credproc.methods import mfa
+
+    info: dict[str, Any] = {"device": conn.mfa_serial, "source": "mfa_process" if conn.mfa_process else "terminal",
+                            "session": "none", "expires": None}
+    slot = mfa_slot(resolution)
+    entry = slot.read(quiet=True) if slot is not None else None
+    if entry is not None:
+        info["session"] = "valid" if entry.expires - time.time() > mfa.MARGIN else "expired"
+        info["expires"] = iso(entry.expires)
+    return info
+
+
+def mfa_slot(resolution: Resolution) -> cache.Slot | None:
+    """The slot of the connection's MFA session (for ``show``, ``check``, ``cache clear``);
+    None without ``mfa_serial``, or when its long-term keys cannot be found (boto3's chain is
+    asked only when the definition holds no access key id)."""
+    from credproc import resolution as resolving
+
+    conn = resolution.connection(resolving.KEYRING_ASSUME) if resolution.raw() is not None else None
+    if conn is None or not conn.mfa_serial:
+        return None
+    from credproc.methods import mfa
+
+    key_id = conn.aws_access_key_id
+    if not key_id:
+        from credproc.session import freeze
+
+        try:
+            key_id = freeze(resolution.factory(custom=False).basic_session, conn.conn_id).access_key_id
+        except Exception:  # no keys, a profile that fails...: there is no session to speak of
+            return None
+    return mfa.slot(key_id, conn.mfa_serial, resolution.environ)
+
+
+def describe_mfa(info: dict[str, Any] | None) -> str | None:
+    if info is None:
+        return None
+    ask = "mfa_process" if info["source"] == "mfa_process" else "the terminal"
+    if info["session"] == "valid":
+        session = f"session valid until {info['expires']} ({relative(info['expires'])})"
+    elif info["session"] == "expired":
+        session = f"session expired {info['expires']}: the next fetch asks {ask} for a code"
+    else:
+        session = f"no session: the next fetch asks {ask} for a code"
+    return f"{info['device']}; {session}"
+
+
 def describe_cache(info: dict[str, Any]) -> str:
     """One phrase for a table cell or a ``show`` line."""
     state = info["state"]

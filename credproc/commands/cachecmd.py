@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from credproc.cache.store import scan
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.errors import ConfigError
-from credproc.resolution import Resolution
+from credproc.resolution import KEYRING_ASSUME, Resolution
 
 EPILOG = """\
 examples:
@@ -33,6 +34,8 @@ The cache directory is $CREDPROC_CACHE_DIR, else $XDG_CACHE_HOME/credproc, else
 ~/.cache/credproc. "current" marks the entry the main job would read now: the key also
 covers the variables the connection depends on (AWS_PROFILE for one that uses boto3's
 chain, AWS_ENDPOINT_URL_STS for one that names no STS endpoint, ...).
+MFA sessions (credproc's MFA, one per access key and device) are listed as "mfa:DEVICE";
+`cache clear ID` removes the connection's MFA session too, so the next run asks for a code.
 States: fresh until T; due (the next run refreshes it in the background); refreshing;
 serving stale since T because of a failed refresh (with the reason and the next try);
 ending (less than 11 minutes left: refreshed before it is printed); expired; invalid.
@@ -77,10 +80,17 @@ def entries(environ: Mapping[str, str], conn_id: str | None = None) -> list[dict
     for found in stored:
         if conn_id is not None and found.conn_id != conn_id:
             continue
-        row: dict[str, Any] = {"id": found.conn_id, "path": found.path, "state": "invalid", "fresh_until": None,
-                               "served_until": None, "expires": None, "failure": None, "current": False}
+        row: dict[str, Any] = {"id": found.conn_id, "kind": "connection", "path": found.path, "state": "invalid",
+                               "fresh_until": None, "served_until": None, "expires": None, "failure": None,
+                               "current": False}
         entry = found.entry
-        if entry is not None and found.conn_id is not None:
+        if found.conn_id is not None and found.conn_id.startswith(cache.MFA_LABEL):
+            # an MFA session: not a connection's, used until it expires, never refreshed ahead
+            row.update(id=found.conn_id[1:], kind="mfa session")
+            if entry is not None:
+                row.update(state="valid" if entry.expires - time.time() > 60 else "expired",
+                           expires=_common.iso(entry.expires))
+        elif entry is not None and found.conn_id is not None:
             if found.conn_id not in current:
                 resolved = Resolution(found.conn_id, environ=environ, config=config)
                 slot = resolved.recorded_slot()
@@ -102,7 +112,10 @@ def run_list(options: Any) -> int:
         return 0
     table = [("ID", "STATE", "EXPIRES", "CURRENT", "FILE")]
     for row in rows:
-        state = _common.describe_cache(row) if row["state"] != "invalid" else "invalid"
+        if row["kind"] == "mfa session":
+            state = f"MFA session, {row['state']}" if row["state"] != "invalid" else "invalid"
+        else:
+            state = _common.describe_cache(row) if row["state"] != "invalid" else "invalid"
         table.append((row["id"] or "?", state, row["expires"] or "-", "yes" if row["current"] else "no",
                       _common.tilde(row["path"])))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
@@ -112,9 +125,13 @@ def run_list(options: Any) -> int:
 
 
 def clear(environ: Mapping[str, str], conn_id: str | None = None) -> list[str]:
-    """Remove the entries (of ``conn_id``, or all); the paths removed."""
+    """Remove the entries (of ``conn_id`` and its MFA session, or all); the paths removed."""
     removed = []
-    for row in entries(environ, conn_id):
+    rows = entries(environ, conn_id)
+    if conn_id is not None:
+        session = _mfa_session(conn_id, environ)
+        rows += [row for row in entries(environ) if session is not None and row["path"] == session]
+    for row in rows:
         try:
             os.unlink(row["path"])
             removed.append(row["path"])
@@ -123,6 +140,18 @@ def clear(environ: Mapping[str, str], conn_id: str | None = None) -> list[str]:
         except OSError as e:
             raise ConfigError(f"cannot remove cache entry {row['path']}: {e.strerror or e}") from None
     return removed
+
+
+def _mfa_session(conn_id: str, environ: Mapping[str, str]) -> str | None:
+    """The path of the connection's MFA session entry, when it has one."""
+    resolved = Resolution(conn_id, environ=environ)
+    try:
+        if resolved.raw() is None or not resolved.connection(KEYRING_ASSUME).mfa_serial:
+            return None
+        slot = _common.mfa_slot(resolved)  # loads botocore: only for a connection with a device
+    except ConfigError:
+        return None
+    return slot.path if slot is not None else None
 
 
 def run_clear(options: Any) -> int:

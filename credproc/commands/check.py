@@ -74,7 +74,9 @@ def run(options: Any) -> int:
         ("source", "the cache" if served else "fetched now"
          + (" and cached" if expiration and _common.cache_state(resolved, reread=True)["state"] != "none"
             else "")),
+        ("mfa", _common.describe_mfa(_common.mfa_state(resolved, conn))),
     ]
+    lines = [(label, value) for label, value in lines if value is not None]
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         _common.out(f"{label.ljust(width)}  {value}")

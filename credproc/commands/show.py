@@ -93,6 +93,7 @@ def details(conn_id: str, environ: Mapping[str, str]) -> dict[str, Any]:
         "keyring": resolved.keyring_problem or None,
         "cache": _common.cache_state(resolved),
         "cache_key_variables": _key_variables(resolved),
+        "mfa": _common.mfa_state(resolved, conn),
     }
     if conn.login and conn.aws_access_key_id != conn.login:
         info["login"] = f"{_common.key_id(conn.login)} (not used: its password is missing)"
@@ -135,6 +136,7 @@ def run(options: Any) -> int:
         ("other extras", info["other_extras"]), ("keyring", info["keyring"]),
         ("cache", _common.describe_cache(info["cache"])),
         ("cache keyed on", _describe_variables(info["cache_key_variables"])),
+        ("mfa", _common.describe_mfa(info["mfa"])),
     ]
     width = max(len(label) for label, value in labels if value is not None)
     for label, value in labels:
