@@ -57,9 +57,9 @@ pytestmark = pytest.mark.integration
 
 DEVICE = "alice"
 SERIAL = f"arn:aws:iam::{ACCOUNT}:mfa/{DEVICE}"
-CODE = "123456"
-NEXT_CODE = "246802"  # what the device shows a while later
-WRONG_CODE = "654321"
+CODE = "731904"  # not a part of the account id (which the prompt shows)
+NEXT_CODE = "582046"  # what the device shows a while later
+WRONG_CODE = "319577"
 ROLE2_ARN = f"arn:aws:iam::{ACCOUNT}:role/credproc-test-2"
 ROLE2_PREFIX = f"arn:aws:sts::{ACCOUNT}:assumed-role/credproc-test-2/"
 PROMPT = "MFA code"  # the prompt says this, then names the connection and the device
@@ -98,9 +98,17 @@ def cache_dir(env: dict) -> Path:
     return Path(env["CREDPROC_CACHE_DIR"])
 
 
+def session_label(label: str) -> bool:
+    """Whether an entry's connection id (its header's, or a ``cache list`` row's) is that of
+    the device's MFA session. The brief names it ``mfa-alice``; main writes "\\0mfa:alice" in
+    the header (no connection id holds a NUL), ``_mfa_alice--`` in the file name and
+    ``mfa:alice`` in ``cache list``: either is taken here."""
+    return label.lstrip("\0_").replace(":", "-").replace("_", "-") == f"mfa-{DEVICE}"
+
+
 def mfa_entries(env: dict) -> list[Path]:
-    """The MFA sessions cached (files ``mfa-<device>--*.entry``)."""
-    return sorted(cache_dir(env).glob(f"mfa-{DEVICE}--*.entry"))
+    """The entries of the device's MFA sessions, found by their header."""
+    return [path for path in all_entries(env) if session_label(bytes.fromhex(header_fields(path)[5]).decode())]
 
 
 def entries_of(env: dict, conn_id: str) -> list[Path]:
@@ -270,8 +278,8 @@ def test_the_prompt_opens_one_session_for_every_role_of_those_keys(mfa_sts, env)
     # The session is a cache entry: 0600, named after the device, holding no long-term secret.
     (session_entry,) = mfa_entries(env)
     assert stat.S_IMODE(session_entry.stat().st_mode) == 0o600
-    fields = header_fields(session_entry)
-    assert fields[:2] == ["credproc-cache", "2"] and bytes.fromhex(fields[5]).decode() == f"mfa-{DEVICE}"
+    assert header_fields(session_entry)[:2] == ["credproc-cache", "2"]
+    assert DEVICE in session_entry.name and "mfa" in session_entry.name, session_entry.name
     for path in cache_dir(env).iterdir():
         assert ACCESS_KEY not in path.name
         if path.is_file():
@@ -288,6 +296,16 @@ def test_the_prompt_opens_one_session_for_every_role_of_those_keys(mfa_sts, env)
     assumed_with_the_mfa_session(mfa_sts, count=2)
     assert {signing_key(r) for r in requests_of(mfa_sts, "AssumeRole")} == set(mfa_sts.mfa_session_keys())
     assert mfa_sts.denied == []
+
+
+def test_refresh_assumes_the_role_again_with_the_same_session(mfa_sts, env):
+    """``--refresh`` asks for new role credentials, not for a new code: the session lives."""
+    define(env, "prod", mfa_definition(mfa_sts))
+    first = first_run_at_the_terminal(env)
+    refreshed = quiet_at_the_terminal(credproc("prod", "--refresh"), env)
+    assert ok(refreshed, temporary=True)["AccessKeyId"] != first["AccessKeyId"]
+    assert mfa_sts.count("GetSessionToken") == 1
+    assumed_with_the_mfa_session(mfa_sts, count=2)
 
 
 @pytest.mark.parametrize("duration", [None, 3600], ids=["default-12h", "mfa_session_duration"])
@@ -392,6 +410,7 @@ def test_a_stampede_waits_for_the_person_at_the_terminal(mfa_sts, env):
     waited = [finish_headless(w, 60) for w in waiters]
     asked_at_the_terminal(asked)
     first = ok(asked, temporary=True)
+    assert mfa_sts.count("AssumeRole") == 1, [r.stderr for r in waited]
     for result in waited:
         assert ok(result) == first
         assert result.stderr == "", result.stderr  # no "waited 2s for lock ...; fetching without it"
@@ -404,7 +423,7 @@ def test_four_processes_on_one_terminal_ask_once(mfa_sts, env, tmp_path):
     takes the lock asks, the others wait for the answer."""
     env["CREDPROC_LOCK_TIMEOUT"] = "2"
     define(env, "prod", mfa_definition(mfa_sts))
-    script = "; ".join(f'"{CREDPROC}" --conn prod > "{tmp_path}/out{i}" 2> "{tmp_path}/err{i}" &' for i in range(4))
+    script = " ".join(f'"{CREDPROC}" --conn prod > "{tmp_path}/out{i}" 2> "{tmp_path}/err{i}" &' for i in range(4))
     with Terminal(["/bin/sh", "-c", script + " wait"], env) as terminal:
         terminal.expect(PROMPT)
         time.sleep(3)
@@ -421,7 +440,7 @@ def test_four_processes_on_one_terminal_ask_once(mfa_sts, env, tmp_path):
 # -- a wrong code, Ctrl-C --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("typed", [WRONG_CODE, "12345"], ids=["wrong", "not-6-digits"])
+@pytest.mark.parametrize("typed", [WRONG_CODE, "73190"], ids=["wrong", "not-6-digits"])
 def test_a_wrong_code_is_one_line_and_nothing_is_cached(mfa_sts, env, typed):
     define(env, "prod", mfa_definition(mfa_sts))
     result = at_terminal(credproc("prod"), env, PROMPT, typed)
@@ -644,13 +663,12 @@ def test_cache_list_show_and_clear_know_the_session(mfa_sts, env):
 
     first_run_at_the_terminal(env)
     listed = ok(headless([str(CREDPROC), "cache", "list"], env), text=True)
-    rows = [line for line in listed.splitlines() if line.startswith(f"mfa-{DEVICE} ")]
+    rows = [line for line in listed.splitlines() if session_label(line.split(" ", 1)[0])]
     assert len(rows) == 1, listed
     assert "fresh" in rows[0] or "valid" in rows[0], rows[0]
     as_json = json.loads(ok(headless([str(CREDPROC), "cache", "list", "--json"], env), text=True))
-    assert sorted(row["id"] for row in as_json) == sorted(["prod", f"mfa-{DEVICE}"]), as_json
-    listed_conns = ok(headless([str(CREDPROC), "list"], env), text=True)
-    assert "prod" in listed_conns
+    assert sorted(row["id"] for row in as_json if not session_label(row["id"])) == ["prod"], as_json
+    assert len([row for row in as_json if session_label(row["id"])]) == 1, as_json
 
     after = ok(headless([str(CREDPROC), "show", "prod"], env), text=True)
     assert SERIAL in after and after != before, "show says nothing of the session opened"
@@ -670,6 +688,15 @@ def test_cache_list_show_and_clear_know_the_session(mfa_sts, env):
     assert mfa_sts.count("GetSessionToken") == 2
 
 
+def test_list_shows_the_session(mfa_sts, env):
+    """Issue 14, item 2: "``list`` and ``cache list`` show it"."""
+    define(env, "prod", mfa_definition(mfa_sts))
+    first_run_at_the_terminal(env)
+    listed = ok(headless([str(CREDPROC), "list"], env), text=True)
+    (row,) = [line for line in listed.splitlines() if line.startswith("prod ")]
+    assert DEVICE in listed, f"`credproc list` does not show the MFA session:\n{listed}"
+
+
 # -- background refresh off the cached session ---------------------------------------------------
 
 
@@ -678,7 +705,7 @@ def test_a_due_role_is_refreshed_in_the_background_off_the_cached_session(mfa_st
     first = first_run_at_the_terminal(env)
     assert mfa_sts.count("AssumeRole") == 1
 
-    due = quiet_at_the_terminal(at("+25m", credproc("prod")), env)  # the 1-hour role is due at 24.5 min
+    due = quiet_at_the_terminal(at("+25m", ["--conn", "prod"]), env)  # the 1-hour role is due at 24.5 min
     assert ok(due) == first and due.terminal == "" and due.stderr == ""
     refreshers.wait()
     (entry,) = entries_of(env, "prod")
@@ -687,7 +714,7 @@ def test_a_due_role_is_refreshed_in_the_background_off_the_cached_session(mfa_st
     assert header_fields(entry)[8] == "0", "a failure was recorded"
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.count("AssumeRole") == 2
     assumed_with_the_mfa_session(mfa_sts)
-    later = quiet_at_the_terminal(at("+26m", credproc("prod")), env)
+    later = quiet_at_the_terminal(at("+26m", ["--conn", "prod"]), env)
     assert ok(later) == renewed and later.stderr == ""
 
 
@@ -699,7 +726,7 @@ def test_an_expired_session_is_a_recorded_failure_in_the_background_and_a_prompt
     define(env, "prod", mfa_definition(mfa_sts, mfa_session_duration=900))
     first = first_run_at_the_terminal(env)
 
-    due = quiet_at_the_terminal(at("+30m", credproc("prod")), env)
+    due = quiet_at_the_terminal(at("+30m", ["--conn", "prod"]), env)
     assert ok(due) == first
     refreshers.wait()
     (entry,) = entries_of(env, "prod")
@@ -707,17 +734,17 @@ def test_an_expired_session_is_a_recorded_failure_in_the_background_and_a_prompt
     assert fields[8] == "1" and "needs an MFA code" in bytes.fromhex(fields[9]).decode(), fields
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.count("AssumeRole") == 1
 
-    served = quiet_at_the_terminal(at("+31m", credproc("prod")), env)
+    served = quiet_at_the_terminal(at("+31m", ["--conn", "prod"]), env)
     assert ok(served) == first
     warnings = stderr_verdict(served)
     assert len(warnings) == 1 and "needs an MFA code" in warnings[0], served.stderr
     assert CODE not in served.stderr
 
-    headless_floor = headless(at("+50m", credproc("prod")), env)
+    headless_floor = headless(at("+50m", ["--conn", "prod"]), env)
     one_error(headless_floor, 1, "needs an MFA code", "mfa_process", alone=False)
 
     mfa_sts.mfa_devices[SERIAL] = NEXT_CODE
-    floor = at_terminal(at("+50m", credproc("prod")), env, PROMPT, NEXT_CODE)
+    floor = at_terminal(at("+50m", ["--conn", "prod"]), env, PROMPT, NEXT_CODE)
     asked_at_the_terminal(floor)
     assert floor.returncode == 0, floor.stderr
     assert mfa_sts.count("GetSessionToken") == 2
