@@ -171,11 +171,12 @@ def assumed_with_the_mfa_session(sts, count: int | None = None) -> None:
 
 
 def mfa_script(directory: Path, code: str = CODE, *, seconds: float = 0.3) -> tuple[Path, Path]:
-    """A small ``mfa_process``: logs each run (its pid) to a file, takes ``seconds``, says a
+    """A small ``mfa_process``: logs each run (its pid, its arguments) to a file, takes ``seconds``, says a
     line on its stderr, prints ``code``. Returns (the script, its log)."""
     log = directory / "mfa-process.log"
     script = directory / "mfa-code"
-    script.write_text(f'#!/bin/sh\necho "$$" >> "{log}"\nsleep {seconds}\necho "mfa-code: asked" >&2\necho {code}\n')
+    script.write_text(f'#!/bin/sh\necho "$$ $# $*" >> "{log}"\nsleep {seconds}\necho "mfa-code: asked" >&2\n'
+                      f'echo {code}\n')
     script.chmod(0o755)
     return script, log
 
@@ -192,8 +193,16 @@ def first_run_at_the_terminal(env: dict, conn_id: str = "prod", code: str = CODE
 
 
 def quiet_at_the_terminal(argv: list[str], env: dict, timeout: float = 60):
-    """Run at the terminal, typing nothing: it must finish without asking."""
+    """Run at the terminal, typing nothing: it must finish without asking (a prompt is
+    answered with Ctrl-C at once, and fails the test)."""
     with Terminal(argv, env) as terminal:
+        deadline = time.monotonic() + timeout
+        while terminal.process.poll() is None and PROMPT not in terminal.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if PROMPT in terminal.seen:
+            terminal.interrupt()
+            asked = terminal.wait(30)
+            pytest.fail(f"asked for a code: {asked.terminal!r}; stderr {asked.stderr!r}")
         result = terminal.wait(timeout)
     assert PROMPT not in result.terminal, f"asked again: {result.terminal!r}"
     return result
@@ -342,7 +351,8 @@ def test_no_terminal_fails_at_once_saying_how_to_give_the_code(mfa_sts, env):
 @pytest.mark.parametrize("form", ["string", "list"])
 def test_eight_processes_with_mfa_process_run_it_once(mfa_sts, env, tmp_path, form):
     script, log = mfa_script(tmp_path, seconds=0.5)
-    command = f"{script} --for prod" if form == "string" else [str(script), "--for", "prod"]
+    # split as a shell splits words, run without one: no expansion of $HOME
+    command = f"{script} --for 'two words' $HOME" if form == "string" else [str(script), "--for", "two words", "$HOME"]
     define(env, "prod", mfa_definition(mfa_sts, mfa_process=command))
 
     procs = [start_headless(credproc("prod"), env) for _ in range(8)]
@@ -350,6 +360,7 @@ def test_eight_processes_with_mfa_process_run_it_once(mfa_sts, env, tmp_path, fo
     printed = [ok(r, temporary=True) for r in results]
     assert all(out == printed[0] for out in printed), "the processes printed different credentials"
     assert runs_of(log) == 1
+    assert log.read_text().split(" ", 1)[1] == "3 --for two words $HOME\n", log.read_text()
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.count("AssumeRole") == 1
     assumed_with_the_mfa_session(mfa_sts)
     # its stderr is passed through (once: one process ran it), the code never shows
@@ -368,6 +379,18 @@ def test_mfa_process_comes_before_the_terminal(mfa_sts, env, tmp_path):
     result = quiet_at_the_terminal(credproc("prod"), env)
     ok(result, temporary=True)
     assert result.terminal == "" and runs_of(log) == 1
+
+
+def test_mfa_process_gets_no_stdin(mfa_sts, env, tmp_path):
+    """Its stdin is /dev/null, not the SDK's open pipe: a script that reads it goes on."""
+    script = tmp_path / "reads-stdin"
+    script.write_text(f"#!/bin/sh\nread line\necho {CODE}\n")
+    script.chmod(0o755)
+    env["CREDPROC_MFA_PROCESS_TIMEOUT"] = "10"
+    define(env, "prod", mfa_definition(mfa_sts, mfa_process=str(script)))
+    result = headless(credproc("prod"), env, timeout=30)
+    ok(result, temporary=True)
+    assert result.seconds < 5, result.seconds
 
 
 def test_mfa_process_that_fails_hangs_or_prints_no_code(mfa_sts, env, tmp_path):
