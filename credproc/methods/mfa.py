@@ -127,8 +127,9 @@ def _open_session(conn: AwsConnection, client: Any, code: str) -> Credentials:
 
 def code_for(conn: AwsConnection) -> str:
     """The MFA code: from ``mfa_process``, else asked on the terminal; never logged."""
+    # No message holds the code, and it is not registered with log.redact either: six digits
+    # would be masked inside account ids and times, and a used code opens nothing.
     code = _from_process(conn, conn.mfa_process) if conn.mfa_process else _from_terminal(conn)
-    add_secret(code)
     if not (len(code) == 6 and code.isascii() and code.isdigit()):
         source = "mfa_process" if conn.mfa_process else "the terminal"
         raise CredprocError(f"connection {conn.conn_id!r}: the MFA code from {source} is not 6 digits")
