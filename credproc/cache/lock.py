@@ -91,7 +91,7 @@ class EntryLock:
                 return BUSY
         except OSError as e:
             return self._unavailable(e)
-        while time.monotonic() < self.deadline or self._person_is_asked(fd):
+        while self._person_is_asked(fd) or time.monotonic() < self.deadline:
             time.sleep(self.POLL)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -107,13 +107,18 @@ class EntryLock:
         return NOT_HELD
 
     def _person_is_asked(self, fd: int) -> bool:
-        """The holder is asking a person and the longer wait for that is not over."""
+        """The holder is asking a person, and the longer wait for that is not over. Each time
+        the mark is seen the lock timeout starts again: once the code is typed, the holder
+        still has its STS calls to make, and its waiters must not give up in that second."""
         if self.person_timeout is None or time.monotonic() >= self.started + self.person_timeout:
             return False
         try:
-            return os.fstat(fd).st_size > 0
+            asked = os.fstat(fd).st_size > 0
         except OSError:
             return False
+        if asked:
+            self.deadline = max(self.deadline, time.monotonic() + self.timeout)
+        return asked
 
     @property
     def holding(self) -> bool:

@@ -125,14 +125,19 @@ def entry_state(entry: cache.Entry, *, refreshing: bool = False) -> dict[str, An
             "expires": iso(entry.expires), "failure": failure}
 
 
-def mfa_state(resolution: Resolution, conn: AwsConnection) -> dict[str, Any] | None:
-    """The connection's MFA device and its session (``credproc.methods.mfa``), or None."""
+def mfa_state(resolution: Resolution, conn: AwsConnection, *, chain: bool = True) -> dict[str, Any] | None:
+    """The connection's MFA device and its session (``credproc.methods.mfa``), or None.
+    ``chain=False``: boto3's chain is not asked for the access key id (``list``); without one
+    in the definition the session is then ``unknown``."""
     if not conn.mfa_serial:
         return None
     from credproc.methods import mfa
 
     info: dict[str, Any] = {"device": conn.mfa_serial, "source": "mfa_process" if conn.mfa_process else "terminal",
                             "session": "none", "expires": None}
+    if not chain and not conn.aws_access_key_id:
+        info["session"] = "unknown"
+        return info
     slot = mfa_slot(resolution)
     entry = slot.read(quiet=True) if slot is not None else None
     if entry is not None:
@@ -171,6 +176,8 @@ def describe_mfa(info: dict[str, Any] | None) -> str | None:
         session = f"session valid until {info['expires']} ({relative(info['expires'])})"
     elif info["session"] == "expired":
         session = f"session expired {info['expires']}: the next fetch asks {ask} for a code"
+    elif info["session"] == "unknown":
+        session = "session not looked up (its keys come from boto3's chain: see credproc show)"
     else:
         session = f"no session: the next fetch asks {ask} for a code"
     return f"{info['device']}; {session}"

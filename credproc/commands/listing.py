@@ -90,13 +90,14 @@ def describe(conn_id: str, environ: Mapping[str, str], config: sources.ConfigFil
         "id": conn_id,
         "defined_in": {"kind": definition.kind, "where": definition.where, "shown": _common.where(definition)},
         "also_defined_in": _common.other_places(resolved),
-        "method": None, "keyring_fields": [], "warnings": 0, "error": None,
+        "method": None, "keyring_fields": [], "warnings": 0, "error": None, "mfa": None,
     }
     with _common.quiet() as warnings:
         try:
             conn = resolved.connection(resolving.KEYRING_ASSUME)
             row["method"] = _common.describe_method(conn, resolved.factory_choice()[0])
             row["keyring_fields"] = resolved.keyring_fields
+            row["mfa"] = _common.mfa_state(resolved, conn, chain=False)
         except CredprocError as e:
             row["error"] = _common.redact(str(e))
     row["warnings"] = len(warnings)
@@ -120,7 +121,11 @@ def run(options: Any) -> int:
         method = row["method"] or "invalid (see credproc show)"
         if row["keyring_fields"]:
             method += " (secret in keyring)"
-        table.append((row["id"], row["defined_in"]["shown"], method, _common.describe_cache(row["cache"])))
+        cache = _common.describe_cache(row["cache"])
+        if row["mfa"]:
+            method += " + MFA"
+            cache += f"; MFA {_common.describe_mfa(row['mfa'])}"
+        table.append((row["id"], row["defined_in"]["shown"], method, cache))
         for place in row["also_defined_in"]:
             notes.append(f"note: {row['id']}: {place} is not used: {row['defined_in']['shown']} comes first")
         if row["warnings"]:

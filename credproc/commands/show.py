@@ -71,7 +71,7 @@ def details(conn_id: str, environ: Mapping[str, str]) -> dict[str, Any]:
     shown = {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name", "session_kwargs",
              "profile_name", "config_kwargs", "endpoint_url", "service_config", "host", "verify", "role_arn",
              "assume_role_method", "assume_role_kwargs", "session_factory", "aws_account_id", "aws_iam_role",
-             "external_id"}
+             "external_id", "mfa_serial", "mfa_process", "mfa_session_duration"}
     info = {
         "id": conn_id,
         "defined_in": _common.where(resolved.definition),

@@ -175,16 +175,16 @@ def _ask(fd: int, prompt: str) -> str:
     KeyboardInterrupt as anywhere else; the terminal is restored either way."""
     import termios
 
-    os.write(fd, prompt.encode())
     try:
         saved = termios.tcgetattr(fd)
     except termios.error:
         saved = None
-    if saved is not None:
+    if saved is not None:  # echo off before the prompt shows: nothing typed is ever echoed
         quiet = termios.tcgetattr(fd)
         quiet[3] &= ~termios.ECHO
         termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
     try:
+        os.write(fd, prompt.encode())
         line = b""
         while not line.endswith(b"\n") and len(line) < 200:
             chunk = os.read(fd, 200)
