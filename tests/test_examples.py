@@ -161,3 +161,32 @@ def test_examples_are_valid_and_work(sts, env, run):
     for name, args in profiles.items():
         check(args, args[args.index("--conn") + 1])
     assert sts.count("AssumeRole") == sum(1 for role_arn in expected_roles.values() if role_arn)
+
+
+def test_the_mfa_example_defines_working_mfa_connections(sts, env, run, tmp_path):
+    """examples/aws-config/mfa.toml: every connection parses, names its device, and (pointed
+    at the local STS, its code from a stand-in mfa_process) gets its role through one MFA
+    session for all of them."""
+    text = (EXAMPLES / "mfa.toml").read_text()
+    ids = list(tomllib.loads(text)["connections"])
+    assert len(ids) >= 3, ids
+    code = tmp_path / "code.sh"
+    code.write_text("#!/bin/sh\necho run >> \"$0.runs\"\necho 731904\n")
+    code.chmod(0o755)
+    pointed = point_toml(text, sts.url)
+    pointed = re.sub(r'(?m)^mfa_process = .*$', "", pointed)
+    pointed = re.sub(r"(?m)^(\[connections\.[A-Za-z0-9_-]+\][ \t]*)$",
+                     lambda m: f"{m.group(1)}\nmfa_process = {json.dumps(str(code))}\n"
+                               f"password = \"wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\"", pointed)
+    config = tmp_path / "mfa.toml"
+    config.write_text(pointed)
+    env["CREDPROC_CONFIG"] = str(config)
+    for conn_id in ids:
+        shown = run(["show", conn_id], env)
+        assert shown.returncode == 0, shown.stderr
+        assert "arn:aws:iam::123456789012:mfa/alice" in shown.stdout, shown.stdout
+        result = run(["--conn", conn_id], env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["SessionToken"]
+    assert sts.count("GetSessionToken") == 1, "one MFA session for every connection of those keys and that device"
+    assert (tmp_path / "code.sh.runs").read_text().count("run") == 1
