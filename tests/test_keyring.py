@@ -22,7 +22,7 @@ import urllib.parse
 import pytest
 
 from helpers import ACCESS_KEY, CREDPROC, PLAINTEXT_KEYRING, ROLE_ARN, SECRET_KEY, assert_no_secret, conn_uri, \
-    keyring_file, ok, one_error, signing_key, use_file_keyring
+    finish_headless, keyring_file, ok, one_error, signing_key, start_headless, use_file_keyring
 
 pytest.importorskip("keyring")
 pytest.importorskip("keyrings.alt")
@@ -221,18 +221,10 @@ FAIL_BACKEND = "keyring.backends.fail.Keyring"
 
 
 def popen_with_open_stdin(args: list[str], env: dict, timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run with stdin an open pipe that never delivers anything, as under some SDKs."""
-    started = time.monotonic()
-    process = subprocess.Popen(args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)  # communicate closes stdin only at the end...
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        raise AssertionError(f"hung for {timeout}s: {stderr}") from None
-    result = subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
-    result.elapsed = time.monotonic() - started
+    """Run with stdin an open pipe that never delivers anything, as under some SDKs (kept open
+    until the process ends: ``communicate`` would close it at once)."""
+    result = finish_headless(start_headless(args, env), timeout)
+    result.elapsed = result.seconds
     return result
 
 
