@@ -26,7 +26,8 @@ form), then [connections.<id>] in $CREDPROC_CONFIG or ~/.config/credproc/config.
 exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configuration error.
 
 commands for people (credproc COMMAND --help):
-  list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID
+  list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID,
+  completion bash|zsh|fish
 """
 
 

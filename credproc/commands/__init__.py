@@ -1,5 +1,5 @@
 """The commands for people: ``credproc list``, ``show``, ``check``, ``configure``, ``env``,
-``cache`` and ``secret``.
+``cache``, ``secret`` and ``completion``.
 
 SDKs only ever run ``credproc --conn NAME``; ``cli.main`` hands everything that starts with
 one of these command names to :func:`main`. One module per command, each with
@@ -25,6 +25,7 @@ commands:
   env         credentials as environment variables for a shell
   cache       list or clear the cached credentials
   secret      keep a connection's secret in the OS keyring
+  completion  a shell completion script (bash, zsh, fish)
 
 examples:
   credproc list
@@ -39,7 +40,7 @@ exit codes: 0 success, 1 credentials could not be obtained or checked, 2 usage o
 
 
 def build_parser() -> Parser:
-    from credproc.commands import cachecmd, check, configure, env, listing, secret, show
+    from credproc.commands import cachecmd, check, completion, configure, env, listing, secret, show
 
     parser = Parser(prog="credproc", description="Commands around credproc's connections, for people.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,8 +48,9 @@ def build_parser() -> Parser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and credproc's debug log")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subparsers.required = True
-    for module in (listing, show, check, configure, env, cachecmd, secret):
+    for module in (listing, show, check, configure, env, cachecmd, secret, completion):
         module.add_parser(subparsers, common)
+    parser.set_defaults(commands_parser=parser)  # completion walks it
     return parser
 
 

@@ -25,10 +25,11 @@ examples:
   credproc check prod
   credproc check prod --refresh        fetch new credentials instead of using the cached ones
   credproc check prod --profile prod   with the retry settings of AWS profile "prod"
+  credproc check prod --json | jq -r .account
 
 prints the account, the ARN the credentials act as, the method that obtained them and when
-they expire. exit 0 when STS accepts them, 1 when they cannot be obtained or STS refuses
-them, 2 for a configuration error.
+they expire (--json: the same facts as one JSON object, never a secret). exit 0 when STS
+accepts them, 1 when they cannot be obtained or STS refuses them, 2 for a configuration error.
 """
 
 
@@ -41,6 +42,7 @@ def add_parser(subparsers: Any, common: Any) -> None:
     parser.add_argument("--profile", metavar="PROFILE",
                         help="the AWS profile whose retry_mode/max_attempts apply (default: $AWS_PROFILE)")
     parser.add_argument("--refresh", action="store_true", help="ignore the cached entry and fetch anew")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     parser.set_defaults(run=run)
 
 
@@ -62,6 +64,19 @@ def run(options: Any) -> int:
     served = before["state"] == "fresh" and not options.refresh
     expiration = printed.get("Expiration")
     method = _common.describe_method(conn, resolved.factory_choice()[0])
+    cached = bool(expiration) and (served or _common.cache_state(resolved, reread=True)["state"] != "none")
+    mfa = _common.mfa_state(resolved, conn)
+    if options.json:
+        _common.out(json.dumps({
+            "connection": {"id": resolved.conn_id, "defined_in": _common.where(resolved.definition)},
+            "method": method, "role_arn": conn.role_arn,
+            "account": identity.get("Account"), "arn": identity.get("Arn"), "user_id": identity.get("UserId"),
+            "access_key_id": _common.key_id(printed.get("AccessKeyId")),
+            "expires": expiration, "long_term": not expiration,
+            "source": "cache" if served else "fetched", "cached": cached,
+            "mfa": mfa,
+        }, indent=2))
+        return 0
     lines = [
         ("connection", f"{resolved.conn_id} ({_common.where(resolved.definition)})"),
         ("method", method + (f" {conn.role_arn}" if conn.role_arn else "")),
@@ -71,10 +86,8 @@ def run(options: Any) -> int:
         ("access key id", _common.key_id(printed.get("AccessKeyId"))),
         ("expires", f"{expiration} ({_common.relative(expiration)})" if expiration
          else "never: long-term keys (never cached)"),
-        ("source", "the cache" if served else "fetched now"
-         + (" and cached" if expiration and _common.cache_state(resolved, reread=True)["state"] != "none"
-            else "")),
-        ("mfa", _common.describe_mfa(_common.mfa_state(resolved, conn))),
+        ("source", "the cache" if served else "fetched now" + (" and cached" if cached else "")),
+        ("mfa", _common.describe_mfa(mfa)),
     ]
     lines = [(label, value) for label, value in lines if value is not None]
     width = max(len(label) for label, _ in lines)
