@@ -574,6 +574,20 @@ def check_toml_with_a_syntax_error_after_the_password(env, sts, tmp_path):
     return ["check", CONN]
 
 
+@scenario(0, command="completion", debug=False)
+def completion_ids_of_connections_holding_secrets(env, sts, tmp_path):
+    """The ids a shell completes come from the definitions, which hold secrets: only ids come out."""
+    env[VARIABLE] = uri(sts.url, role_arn=ROLE_ARN, aws_session_token=SECRETS["uri_token"])
+    write(env["CREDPROC_CONFIG"], f'[connections.other]\npassword = "{SECRETS["toml_password"]}"\n')
+    return ["completion", "ids"]
+
+
+@scenario(2, command="completion", debug=False)
+def completion_for_an_unknown_shell(env, sts, tmp_path):
+    env[VARIABLE] = uri(sts.url, role_arn=ROLE_ARN, aws_session_token=SECRETS["uri_token"])
+    return ["completion", "powershell"]
+
+
 @scenario(0, command="env", prints_issued=True)
 def env_sh_role_from_json(env, sts, tmp_path):
     env[VARIABLE] = json_connection(sts, role_arn=ROLE_ARN)
