@@ -587,14 +587,14 @@ def states(offset: str, env: dict) -> tuple[dict, dict, str, str]:
 def test_list_and_cache_list_show_where_the_entry_is_on_its_timeline(sts, warm, refreshers):
     """fresh until T; refreshing while a process holds the lock; serving stale since T because
     of the recorded reason; ending past the floor; expired. Nothing secret in any of it."""
-    env, first = warm(read_timeout=5)
+    env, first = warm(read_timeout=15)  # long enough for the four looks while it refreshes
     entry = stored(env)
     shown, _, table, _ = states("+10m", env)
     assert shown["state"] == "fresh" and shown["failure"] is None
     assert shown["fresh_until"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.fetched + 1470))
     assert f"fresh until {shown['fresh_until']}" in table
 
-    sts.delay["AssumeRole"] = HANG  # the refresher hangs for its read timeout (5 s)
+    sts.delay["AssumeRole"] = HANG  # the refresher hangs for its read timeout (15 s)
     served_quietly(credproc_at("+25m", env), first)
     refreshers.wait_for(1)
     shown, _, table, cache_table = states("+25m", env)

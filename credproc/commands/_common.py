@@ -120,7 +120,7 @@ def entry_state(entry: cache.Entry, *, refreshing: bool = False) -> dict[str, An
     failure = None
     if entry.failures:
         failure = {"since": iso(entry.failed_since), "last": iso(entry.failed_at), "count": entry.failures,
-                   "reason": entry.reason, "next_try": iso(max(entry.retry_at, now))}
+                   "reason": entry.reason, "next_try": iso(entry.retry_at)}
     return {"state": state, "fresh_until": iso(entry.fresh_until), "served_until": iso(entry.floor),
             "expires": iso(entry.expires), "failure": failure}
 
