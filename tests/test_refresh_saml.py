@@ -62,13 +62,13 @@ def at(faketime, credproc_bin):
 
 
 @pytest.fixture
-def acceptor_tolerates_faketime(tmp_path, monkeypatch):
+def acceptor_tolerates_faketime(tmp_path, monkeypatch, kdc):
     """The IdP's acceptor (this process) accepts authenticators up to two hours off its clock.
 
     MIT krb5 reads KRB5_CONFIG whenever gssapi makes a context, so this holds from now until
     the test ends. Only the IdP reads it: credproc's environment is ``krb_env``'s."""
-    conf = tmp_path / "acceptor-krb5.conf"
-    conf.write_text("[libdefaults]\n    clockskew = 7200\n")
+    conf = tmp_path / "acceptor-krb5.conf"  # the test realm's, with the skew allowed
+    conf.write_text(kdc.krb5_conf.read_text().replace("[libdefaults]\n", "[libdefaults]\n    clockskew = 7200\n", 1))
     monkeypatch.setenv("KRB5_CONFIG", str(conf))
 
 

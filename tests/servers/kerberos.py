@@ -415,9 +415,17 @@ def kdc(tmp_path_factory):
 @pytest.fixture(scope="session")
 def _spnego_idp(kdc):
     pytest.importorskip("gssapi", reason="pip install 'credproc[saml]' (needs libkrb5-dev and gcc)")
+    # The acceptor runs in this process: it reads the test realm's krb5.conf (no DNS lookups,
+    # no reverse DNS), never the machine's /etc/krb5.conf, whose lookups can stall an answer.
+    saved = os.environ.get("KRB5_CONFIG")
+    os.environ["KRB5_CONFIG"] = str(kdc.krb5_conf)
     server = SpnegoIdp(kdc.keytab, kdc.root / "idp.rcache2")
     yield server
     server.close()
+    if saved is None:
+        os.environ.pop("KRB5_CONFIG", None)
+    else:
+        os.environ["KRB5_CONFIG"] = saved
 
 
 @pytest.fixture
