@@ -152,8 +152,9 @@ def _node_lines(nodes: dict[str, dict[str, Any]], shell: str) -> tuple[list[str]
     return node_cases, choices
 
 
-BASH = r'''# credproc completion for bash: eval "$(credproc completion bash)" in ~/.bashrc
-_credproc_node() {
+# What bash and zsh share: the tables of the command tree (which words and flags each
+# command takes, which flags take a connection id) and of each flag's choices.
+_TABLES = r'''_credproc_node() {
     subs=""; flags=""; vkeys=""; idkeys=""
     case "$1" in
 @NODES@
@@ -165,7 +166,10 @@ _credproc_choices() {
 @CHOICES@
     esac
 }
-_credproc_ids() {
+'''
+
+BASH = r'''# credproc completion for bash: eval "$(credproc completion bash)" in ~/.bashrc
+@TABLES@_credproc_ids() {
     local cmd="${COMP_WORDS[0]}"
     cmd="${cmd/#\~/$HOME}"
     command "$cmd" completion ids 2>/dev/null
@@ -206,19 +210,7 @@ complete -F _credproc credproc
 
 ZSH = r'''#compdef credproc
 # credproc completion for zsh: eval "$(credproc completion zsh)" in ~/.zshrc, after compinit
-_credproc_node() {
-    subs=""; flags=""; vkeys=""; idkeys=""
-    case "$1" in
-@NODES@
-    esac
-}
-_credproc_choices() {
-    choices=""
-    case "$1|$2" in
-@CHOICES@
-    esac
-}
-_credproc() {
+@TABLES@_credproc() {
     local cur="${words[CURRENT]}" at="" subs flags vkeys idkeys choices word key="" n=0 i=2
     local cmd="${words[1]}"
     _credproc_node ""
@@ -317,5 +309,5 @@ complete -c credproc -f -a '(__credproc_complete)'
 def script(shell: str, commands_parser: argparse.ArgumentParser) -> str:
     """The script for ``shell``; ``commands_parser``: ``credproc.commands.build_parser()``'s."""
     nodes, choices = _node_lines(spec(commands_parser), shell)
-    template = {"bash": BASH, "zsh": ZSH, "fish": FISH}[shell]
+    template = {"bash": BASH, "zsh": ZSH, "fish": FISH}[shell].replace("@TABLES@", _TABLES)
     return template.replace("@NODES@", "\n".join(nodes)).replace("@CHOICES@", "\n".join(choices))
