@@ -52,12 +52,19 @@ def free_port() -> int:
 # -- connection definitions -------------------------------------------------------------------
 
 
+def sts_at(endpoint: str) -> dict:
+    """The extra fragment that sends a connection's STS calls to ``endpoint`` (and sets the
+    region to us-east-1). New tests take it from here, never spell the key themselves: where
+    the STS endpoint is written is one decision, made in this one place."""
+    return {"endpoint_url": endpoint, "region_name": "us-east-1"}
+
+
 def conn_uri(endpoint: str, *, login: str = ACCESS_KEY, password: str | None = SECRET_KEY, **extra: str) -> str:
     """An Airflow URI for a connection at ``endpoint``, the extras in the query string.
 
     The key pair is percent-encoded; ``password=None`` gives the login alone (``aws://KEY@/``,
     the keyring has the secret), ``login=""`` no key pair at all."""
-    query = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
+    query = {**sts_at(endpoint), **extra}
     return f"aws://{_auth(login, password)}/?{urllib.parse.urlencode(query)}"
 
 
@@ -68,7 +75,7 @@ def extra_uri(extra: dict, *, endpoint: str | None = None, login: str = ACCESS_K
     ``endpoint`` adds ``endpoint_url`` and ``region_name = "us-east-1"`` in front of ``extra``;
     ``login`` and ``password`` as for :func:`conn_uri`."""
     if endpoint is not None:
-        extra = {"endpoint_url": endpoint, "region_name": "us-east-1", **extra}
+        extra = {**sts_at(endpoint), **extra}
     return f"aws://{_auth(login, password)}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
 
 
