@@ -20,7 +20,7 @@ _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--sessio
 
 
 # The people-facing commands (credproc list, show, check, ...) live in credproc.commands.
-COMMANDS = ("list", "show", "check", "configure", "env", "cache", "secret", "completion")
+COMMANDS = ("list", "show", "check", "configure", "env", "cache", "secret", "completion", "serve", "exec")
 
 
 def main(argv: list[str] | None = None) -> int:

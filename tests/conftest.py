@@ -149,3 +149,27 @@ def refreshers(env):
     tracker = Refreshers(env)
     yield tracker
     tracker.kill()
+
+
+# -- credproc serve, running ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def serving(credproc_bin, env):
+    """``serving(conn_ids, env, *, prefix=())``: ``credproc serve --format json`` started for the
+    connections, once it has printed its exports (so it has fetched and listens); returns a
+    ``helpers.Serving`` (``.port``, ``.token``, ``.token_file``, ``.uri(id)``, ``.env(for_env)``,
+    ``.proc``). ``prefix`` goes in front of the executable (faketime). Every server started is
+    stopped at teardown, killed if SIGTERM does not stop it."""
+    from helpers import Serving
+
+    started: list[Serving] = []
+
+    def _start(conn_ids, env, *, prefix=(), extra=()) -> Serving:
+        serving = Serving.start([*prefix, str(credproc_bin)], conn_ids, env, extra)
+        started.append(serving)
+        return serving
+
+    yield _start
+    for serving in started:
+        serving.stop()

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -686,3 +687,74 @@ def finish_headless(process: subprocess.Popen, timeout: float = 90) -> subproces
 def headless(argv: list[str], env: dict, *, timeout: float = 90, cwd=None) -> subprocess.CompletedProcess:
     """Run ``argv`` as :func:`start_headless` starts it and wait for it (:func:`finish_headless`)."""
     return finish_headless(start_headless(argv, env, cwd=cwd), timeout)
+
+
+# -- credproc serve ----------------------------------------------------------------------------
+
+
+class Serving:
+    """A ``credproc serve --format json`` process (the ``serving`` fixture of conftest.py)."""
+
+    def __init__(self, proc: subprocess.Popen, printed: dict):
+        self.proc = proc
+        self.printed = printed
+        self.port: int = printed["port"]
+        self.token_file = Path(printed["token_file"])
+        self.token = self.token_file.read_text()
+
+    @classmethod
+    def start(cls, command: list[str], conn_ids: list[str], env: dict, extra=(), timeout: float = 60) -> Serving:
+        args = [*command, "serve", *(a for c in conn_ids for a in ("--conn", c)), "--format", "json", *extra]
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # the JSON ends with a line "}" (indent=2)
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line == "}\n":
+                return cls(proc, json.loads("".join(lines)))
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"credproc serve printed no exports (exit {proc.returncode}): {''.join(lines)}{out}\n{err}")
+
+    def uri(self, conn_id: str) -> str:
+        return self.printed["uris"][conn_id]
+
+    def env(self, env: dict, conn_id: str, *, token_file: bool = True) -> dict:
+        """``env`` as the exports make it: the full URI, and the token (in its file, or in
+        AWS_CONTAINER_AUTHORIZATION_TOKEN for SDKs that read only that), no AWS_PROFILE."""
+        out = {k: v for k, v in env.items() if k not in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")}
+        out["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = self.uri(conn_id)
+        if token_file:
+            out["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = str(self.token_file)
+        else:
+            out["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = self.token
+        return out
+
+    def request(self, path: str, headers: dict | None = None, method: str = "GET") -> tuple[int, dict, bytes]:
+        """One raw request (http.client): status, headers (lower-case names), body."""
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in (headers or {}).items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            answer = connection.getresponse()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        finally:
+            connection.close()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> subprocess.CompletedProcess:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)

@@ -1,5 +1,5 @@
 """The commands for people: ``credproc list``, ``show``, ``check``, ``configure``, ``env``,
-``cache``, ``secret`` and ``completion``.
+``cache``, ``secret``, ``completion``, ``serve`` and ``exec``.
 
 SDKs only ever run ``credproc --conn NAME``; ``cli.main`` hands everything that starts with
 one of these command names to :func:`main`. One module per command, each with
@@ -26,6 +26,8 @@ commands:
   cache       list or clear the cached credentials
   secret      keep a connection's secret in the OS keyring
   completion  a shell completion script (bash, zsh, fish)
+  serve       serve credentials on 127.0.0.1 as ECS does, refreshed ahead
+  exec        run a command with credentials that refresh for as long as it runs
 
 examples:
   credproc list
@@ -33,6 +35,7 @@ examples:
   credproc check prod
   eval "$(credproc env prod)"
   credproc secret set prod
+  credproc exec --conn prod -- terraform apply
 
 run `credproc COMMAND --help` for each command's options and examples.
 exit codes: 0 success, 1 credentials could not be obtained or checked, 2 usage or configuration error.
@@ -40,7 +43,8 @@ exit codes: 0 success, 1 credentials could not be obtained or checked, 2 usage o
 
 
 def build_parser() -> Parser:
-    from credproc.commands import cachecmd, check, completion, configure, env, listing, secret, show
+    from credproc.commands import cachecmd, check, completion, configure, env, listing, secret, serve, show
+    from credproc.commands import exec as exec_command
 
     parser = Parser(prog="credproc", description="Commands around credproc's connections, for people.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +52,7 @@ def build_parser() -> Parser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and credproc's debug log")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subparsers.required = True
-    for module in (listing, show, check, configure, env, cachecmd, secret, completion):
+    for module in (listing, show, check, configure, env, cachecmd, secret, completion, serve, exec_command):
         module.add_parser(subparsers, common)
     parser.set_defaults(commands_parser=parser)  # completion walks it
     return parser
