@@ -134,7 +134,7 @@ class Served:
         entry = self.resolution().entry()
         if entry is None or entry.expires <= now:
             return now + REFRESH_LOOK  # the next request fetches it in the foreground
-        return max(entry.fresh_until, entry.retry_at, now + RETRY_LOOK if not entry.is_fresh(now) else 0)
+        return max(entry.fresh_until, entry.retry_at)
 
     def refresh_ahead(self) -> None:
         """Refresh an entry past its fresh time, as a detached refresher would: only when no
@@ -202,7 +202,9 @@ class Refresher(threading.Thread):
                 wait = min([s.next_look(now) for s in self.served] + [now + REFRESH_LOOK]) - now
             except Exception:
                 wait = REFRESH_LOOK
-            self._wake.wait(min(max(wait, 0.5), REFRESH_LOOK))
+            # An entry still due after the pass: another process holds its lock (and is
+            # refreshing it), or it cannot be locked; look again in a while, not at once.
+            self._wake.wait(min(wait if wait > 0 else RETRY_LOOK, REFRESH_LOOK))
             self._wake.clear()
 
 
@@ -226,9 +228,9 @@ def read_head(sock: socket.socket, deadline: float) -> bytes:
         first_line = data.split(b"\n", 1)[0]
         if len(first_line) > MAX_REQUEST_LINE:
             raise BadRequest(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
-        if end >= 0:
+        if end >= 0 and end <= MAX_HEAD:
             return data[:end]
-        if len(data) > MAX_HEAD:
+        if end > MAX_HEAD or len(data) > MAX_HEAD:
             raise BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
         left = deadline - time.monotonic()
         if left <= 0:
