@@ -31,6 +31,7 @@ import hmac
 import json
 import os
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -465,6 +466,24 @@ def prepare(conn_ids: list[str], environ: Mapping[str, str], refresher: Refreshe
     return served
 
 
+@contextmanager
+def _signals_for_the_main_thread() -> Iterator[None]:
+    """Threads started in this block (and the threads they start) block the signals that
+    serve and exec handle. The kernel gives a process's signal to any thread that does not
+    block it, and Python runs handlers in the main thread only when that thread next runs:
+    a signal taken by a server thread would wait for the main thread's waitpid() to end."""
+    names = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGCONT")
+    wanted = {getattr(signal, name) for name in names if hasattr(signal, name)}
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Endpoint:
     """A running server: where it listens, its token, and (for ``serve``) its token file."""
 
@@ -491,8 +510,9 @@ def running(conn_ids: list[str], environ: Mapping[str, str], *, port: int = 0, t
     try:
         if token_file:
             written = TokenFile(runtime_dir(environ), server.port, token)
-        server.start()
-        refresher.start()
+        with _signals_for_the_main_thread():
+            server.start()
+            refresher.start()
         yield Endpoint(server, token, written)
     finally:
         refresher.stop()
