@@ -44,7 +44,8 @@ secret is still a leak), in:
 
 Covered: the main job (static keys, AssumeRole, profiles, chains, the keyring); ``list``,
 ``show``, ``check``, ``env``, ``configure``, ``cache list|clear``, ``secret set|delete``,
-each with its failures; SAML (success; STS refusing the assertion; a page without an
+``serve`` (its token planted, the credentials asked for over HTTP) and ``exec`` (served and
+``--no-server``), each with its failures; SAML (success; STS refusing the assertion; a page without an
 assertion, with two, an XPath that is not XPath or yields no text; an IdP answering 500
 past its retries; no Kerberos ticket; ``log_idp_response`` set, run without ``--debug``
 only, since with it the page is logged by design after a warning, which test_saml.py
@@ -76,6 +77,8 @@ import os
 import re
 import stat
 import subprocess
+import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -1084,6 +1087,121 @@ def web_identity_google_metadata_never_answers(env, sts, tmp_path, trial, blackh
 def check_a_web_identity_token_file(env, sts, tmp_path):
     token_file(env, sts, tmp_path, SECRETS["web_identity_token"].encode())
     return ["check", CONN]
+
+
+# -- serve and exec ----------------------------------------------------------------------------------
+
+# A child of exec that signs with what it got (the server's credentials, or the variables) and
+# prints only who it is.
+EXEC_CHILD = ("import boto3, sys; print(boto3.client('sts', endpoint_url=sys.argv[1], region_name='us-east-1')"
+              ".get_caller_identity()['Account'])")
+
+
+@scenario(0, command="exec", debug=False)  # a trailing --debug would be the child's argument
+def exec_served_role_from_uri(env, sts, tmp_path):
+    env[VARIABLE] = uri(sts.url, role_arn=ROLE_ARN, aws_session_token=SECRETS["uri_token"])
+    return ["exec", "--conn", CONN, "--", sys.executable, "-c", EXEC_CHILD, sts.url]
+
+
+@scenario(0, command="exec", debug=False)
+def exec_no_server_role_signed_by_environment_keys(env, sts, tmp_path):
+    env[VARIABLE] = uri(sts.url, login="", role_arn=ROLE_ARN)
+    env.update(AWS_ACCESS_KEY_ID=SOURCE_KEY, AWS_SECRET_ACCESS_KEY=SECRETS["environment_secret"],
+               AWS_SESSION_TOKEN=SECRETS["environment_token"])
+    return ["exec", "--conn", CONN, "--no-server", "--", sys.executable, "-c", EXEC_CHILD, sts.url]
+
+
+@scenario(1, command="exec", debug=False)
+def exec_sts_refuses(env, sts, tmp_path):
+    env[VARIABLE] = uri(sts.url, role_arn=ROLE_ARN, aws_session_token=SECRETS["uri_token"])
+    sts.faults.append((403, "AccessDenied"))
+    return ["exec", "--conn", CONN, "--", "true"]
+
+
+@scenario(2, command="exec", debug=False)
+def exec_json_with_a_syntax_error_after_the_password(env, sts, tmp_path):
+    env[VARIABLE] = '{"login": "%s", "password": "%s", "extra": {"role_arn": ' % (SOURCE_KEY, SECRETS["json_password"])
+    return ["exec", "--conn", CONN, "--no-server", "--", "true"]
+
+
+def ask_then_stop_the_server(env: dict, trial: Trial) -> None:
+    """In a thread: once ``credproc serve`` has written its token file, plant the token, ask
+    for the credentials as an SDK does, and stop the server (SIGTERM)."""
+    import http.client
+    import signal
+    import threading
+
+    run_dir = Path(env["XDG_RUNTIME_DIR"]) / "credproc"
+    marker = f"CREDPROC_CACHE_DIR={env['CREDPROC_CACHE_DIR']}".encode()
+
+    def server_pids() -> list[int]:
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0") \
+                        and b"serve" in (proc / "cmdline").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+        return pids
+
+    def work() -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not list(run_dir.glob("server-*.token")):
+            time.sleep(0.05)
+        try:
+            token_path = next(run_dir.glob("server-*.token"))
+            token = token_path.read_text()
+            trial.plant("server_token", token)
+            port = int(token_path.name.split("-")[1].split(".")[0])
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", f"/credentials/{CONN}", headers={"Host": f"127.0.0.1:{port}",
+                                                                       "Authorization": token})
+            answer = connection.getresponse()
+            # What it served is what STS issued, in the cache entry: the scan looks for it there
+            answered.append((answer.status, "SecretAccessKey" in json.loads(answer.read())))
+        finally:
+            for pid in server_pids():
+                os.kill(pid, signal.SIGTERM)
+
+    def served() -> None:
+        thread.join(30)
+        assert answered == [(200, True)], answered  # the path under test was taken
+
+    answered: list[tuple[int, bool]] = []
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    trial.after(served)
+
+
+def serve_environment(env: dict, tmp_path: Path) -> None:
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
+    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
+
+
+@scenario(0, command="serve")
+def serve_role_signed_by_session_kwargs(env, sts, tmp_path, trial):
+    serve_environment(env, tmp_path)
+    env[VARIABLE] = uri(sts.url, login="", role_arn=ROLE_ARN, session_kwargs={
+        "aws_access_key_id": SOURCE_KEY, "aws_secret_access_key": SECRETS["session_kwargs_secret"]})
+    ask_then_stop_the_server(env, trial)
+    return ["serve", "--conn", CONN]
+
+
+@scenario(1, command="serve")
+def serve_sts_refuses(env, sts, tmp_path):
+    serve_environment(env, tmp_path)
+    env[VARIABLE] = uri(sts.url, role_arn=ROLE_ARN, aws_session_token=SECRETS["uri_token"])
+    sts.faults.append((403, "AccessDenied"))
+    return ["serve", "--conn", CONN]
+
+
+@scenario(2, command="serve")
+def serve_toml_with_a_syntax_error_after_the_password(env, sts, tmp_path):
+    serve_environment(env, tmp_path)
+    write(env["CREDPROC_CONFIG"], f'[connections.{CONN}]\npassword = "{SECRETS["toml_password"]}"\n'
+                                  f'aws_session_token = "{SECRETS["toml_token"]}" role_arn = \n')
+    return ["serve", "--conn", CONN, "--format", "fish"]
 
 
 # -- the scan ------------------------------------------------------------------------------------------
