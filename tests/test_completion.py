@@ -135,7 +135,8 @@ def test_bash_completes_commands_flags_and_ids(shell_env, run, tmp_path):
     assert got[0] == ["show"]
     assert got[1] == ["--conn"]
     assert got[2] == ["payments", "preview", "prod"]
-    assert got[3] == sorted(["list", "show", "check", "configure", "env", "cache", "secret", "completion"])
+    assert got[3] == sorted(["list", "show", "check", "configure", "env", "cache", "secret", "completion",
+                             "serve", "exec"])
     assert got[4] == ["preview", "prod"]
     assert got[5] == ["payments"]
     assert got[6] == ["--debug", "--help", "--json", "--profile", "--refresh"]
