@@ -41,6 +41,8 @@ BENCHMARKS = {
     "refresh_point": (["--processes", "128", "--rounds", "3", "--delays", "0", "1.0"],
                       ["--processes", "16", "--rounds", "1", "--delays", "0"]),
     "outage": (["--roles", "900", "3600", "43200"], ["--roles", "900", "3600"]),
+    "serve_load": (["--requests", "1000", "--clients", "10"], ["--requests", "100", "--clients", "10"]),
+    "serve_lookup": (["--rounds", "30"], ["--rounds", "3"]),
 }
 NEEDS_OLD = {"refresh_point", "outage"}  # they run the previous build (--old) side by side
 
@@ -111,6 +113,18 @@ def table() -> str:
         rows.append(f"| STS outage survived unnoticed, {' / '.join(minutes(x) for x in lengths)} role | "
                     f"{' / '.join(survived[('new', x)] for x in lengths)} | previous build: "
                     f"{' / '.join(survived[('old', x)] for x in lengths)} |")
+    served = load("serve_load")
+    if served:
+        ms = served["latency_ms"]
+        rows.append(f"| `credproc serve`: {served['requests']} requests from {served['clients']} concurrent clients | "
+                    f"{served['failures']} failures, p50 {ms['p50']:.1f} ms, p90 {ms['p90']:.1f} ms, "
+                    f"p99 {ms['p99']:.1f} ms, max {ms['max']:.1f} ms | {served['sts_calls']} STS call |")
+    lookup = load("serve_lookup")
+    if lookup:
+        med = lookup["median_ms"]
+        rows.append(f"| one botocore credential lookup through `credproc serve` | {med['server']:.1f} ms | "
+                    f"credential_process (a credproc cache hit): {med['credential_process']:.1f} ms, "
+                    f"{lookup['ratio_process_to_server']:.1f}× |")
     if not rows:
         return "(no results yet)"
     head = "| | median | vs baseline |\n|---|---|---|"
