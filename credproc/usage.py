@@ -27,7 +27,7 @@ exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configura
 
 commands for people (credproc COMMAND --help):
   list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID,
-  completion bash|zsh|fish
+  completion bash|zsh|fish, serve --conn ID, exec --conn ID -- CMD
 """
 
 
