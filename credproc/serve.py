@@ -161,8 +161,10 @@ class Served:
                 lock.close()
         after = resolution.entry(reread=True)
         if after is not None and after.failures > current.failures:
-            warn(f"connection {self.conn_id!r}: refreshing its credentials failed ({after.reason}); "
-                 f"serving the cached ones until {_clock(after.floor)}, next try after {_clock(after.retry_at)}")
+            served = (f"serving the cached ones until {_clock(after.floor)}" if after.floor > time.time()
+                      else f"the cached ones have less than {cache.FLOOR // 60} minutes left and are not served")
+            warn(f"connection {self.conn_id!r}: refreshing its credentials failed ({after.reason}); {served}, "
+                 f"next try after {_clock(after.retry_at)}")
 
 
 def _clock(when: float) -> str:

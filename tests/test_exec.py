@@ -281,3 +281,38 @@ def test_a_long_running_child_keeps_working_across_refreshes(sts, demo, tmp_path
     # Past the floor every lookup fetches (this child looks twice per call: to sign, to print).
     assert len(set(keys)) == 3 and sts.count("AssumeRole") >= 3, keys
     assert proc.stderr.read() == ""
+
+
+# -- MFA: asked at start-up, never once the command has the terminal -----------------------------------
+
+# Asks the server once the cache is gone (so the server must fetch, and the MFA session with it).
+ASKS_AFTER_CLEARING = """\
+import json, shutil, sys, botocore.session
+shutil.rmtree(sys.argv[1])
+try:
+    botocore.session.get_session().get_credentials().get_frozen_credentials()
+    print("got credentials")
+except Exception as e:
+    print("no credentials:", e)
+"""
+
+
+def test_mfa_is_asked_at_start_up_and_never_while_the_command_runs(sts, env, tmp_path):
+    """exec asks for the code before it starts CMD, at the terminal; once CMD runs, the
+    terminal is CMD's, and a fetch that would need a new code fails with one line instead of
+    a prompt mixed into CMD's output (the SDK shows it)."""
+    from helpers import CREDPROC, Terminal
+    from test_mfa import CODE, PROMPT, SERIAL, mfa_definition
+
+    sts.mfa_devices = {SERIAL: CODE}
+    env["CREDPROC_CONN_PROD"] = mfa_definition(sts)
+    argv = [str(CREDPROC), "exec", "--conn", "prod", "--", PYTHON, "-c", ASKS_AFTER_CLEARING, env["CREDPROC_CACHE_DIR"]]
+    with Terminal(argv, env) as terminal:
+        terminal.expect(PROMPT)
+        terminal.type(CODE)
+        result = terminal.wait(90)
+    assert result.returncode == 0, result.stderr
+    assert result.terminal.count(PROMPT) == 1, result.terminal
+    assert result.stdout.startswith("no credentials:"), result.stdout
+    assert "needs an MFA code" in result.stdout and "the terminal is credproc exec's command's" in result.stdout
+    assert sts.count("GetSessionToken") == 1

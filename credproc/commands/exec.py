@@ -64,6 +64,9 @@ def run(options: Any) -> int:
         warn(f"{shadow}: SDKs take the default profile's credentials before the container endpoint, "
              f"so {argv[0]} may not use connection {conn_id!r}")
     with serve.running([conn_id], environ, debug=options.debug) as endpoint:
+        from credproc.methods import mfa
+
+        mfa.ask_on_the_terminal = False  # asked at start-up if need be; from now on the terminal is CMD's
         return child.run(argv, child.server_environment(environ, conn_id, endpoint.uri(conn_id), endpoint.token))
 
 

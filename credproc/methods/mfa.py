@@ -156,14 +156,22 @@ def _from_process(conn: AwsConnection, argv: list[str]) -> str:
     return done.stdout[:200].decode("utf-8", "replace").strip()
 
 
+# Off in credproc exec once its child runs: the terminal is the child's then (a prompt from the
+# server's thread would mix with its output and race it for the typed line).
+ask_on_the_terminal = True
+
+
 def _from_terminal(conn: AwsConnection) -> str:
+    where = "there is no terminal to ask on" if ask_on_the_terminal else "the terminal is credproc exec's command's"
     try:
+        if not ask_on_the_terminal:
+            raise OSError(where)
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         raise CredprocError(
-            f"connection {conn.conn_id!r} needs an MFA code for {conn.mfa_serial} and there is no terminal to "
-            f"ask on: set mfa_process (a command that prints the code), or run `credproc --conn {conn.conn_id}` "
-            "in a terminal once; the session it opens serves every process") from None
+            f"connection {conn.conn_id!r} needs an MFA code for {conn.mfa_serial} and {where}: set mfa_process "
+            f"(a command that prints the code), or run `credproc --conn {conn.conn_id}` in a terminal once; the "
+            "session it opens serves every process") from None
     try:
         return _ask(fd, f"credproc: MFA code for connection {conn.conn_id!r} ({conn.mfa_serial}): ")
     finally:
