@@ -409,8 +409,9 @@ def runtime_dir(environ: Mapping[str, str]) -> str:
     ``<tmp>/credproc-<uid>``; created 0700, refused when it is anyone else's or open to others."""
     import tempfile
 
+    uid = os.getuid() if hasattr(os, "getuid") else 0  # Windows: no uid; its temp directory is per user
     base = environ.get("XDG_RUNTIME_DIR")
-    path = os.path.join(base, "credproc") if base else os.path.join(tempfile.gettempdir(), f"credproc-{os.getuid()}")
+    path = os.path.join(base, "credproc") if base else os.path.join(tempfile.gettempdir(), f"credproc-{uid}")
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -418,7 +419,8 @@ def runtime_dir(environ: Mapping[str, str]) -> str:
     except OSError as e:
         raise ConfigError(f"cannot create the directory for the token file {path}: {e.strerror or e}") from e
     st = os.lstat(path)
-    if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    private = os.name == "nt" or (st.st_uid == uid and not st.st_mode & 0o077)
+    if not os.path.isdir(path) or os.path.islink(path) or not private:
         raise ConfigError(f"not using {path} for the token file: it must be a directory of yours alone "
                           f"(mode 700, not a symlink); remove it or set XDG_RUNTIME_DIR")
     return path

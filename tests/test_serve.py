@@ -399,3 +399,14 @@ def test_the_server_killed_the_sdks_next_lookup_fails_at_once(sts, demo, serving
     result = boto3_identity(child_env, sts.url, timeout=60)  # hanging would be a TimeoutExpired
     assert result.returncode == 1
     assert "Error when retrieving credentials from container-role" in result.stderr, result.stderr[-2000:]
+
+
+def test_a_token_directory_open_to_others_is_refused(sts, demo, run, tmp_path):
+    shared = tmp_path / "run" / "credproc"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    one_error(run(["serve", "--conn", "demo"], demo), 2, f"not using {shared} for the token file")
+    shared.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    shared.symlink_to(tmp_path / "elsewhere")
+    one_error(run(["serve", "--conn", "demo"], demo), 2, "not a symlink")

@@ -72,8 +72,9 @@ def run(options: Any) -> int:
 
         raise ConfigError(f"--port {options.port}: a port is 0 to 65535")
     stop = threading.Event()
-    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
-        signal.signal(getattr(signal, name), lambda signum, frame: stop.set())
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, frame: stop.set())
     with serve.running(conn_ids, dict(os.environ), port=options.port, token_file=True,
                        debug=options.debug) as endpoint:
         sys.stdout.write(render(endpoint, list(dict.fromkeys(conn_ids)), options.format) + "\n")
