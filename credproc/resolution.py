@@ -180,10 +180,13 @@ class Resolution:
         from credproc.forms import toml_key
 
         conn_id = self.conn_id
-        if self.definition.kind == "file":
+        config = self.definition.config
+        if config is not None and config.exists:
             in_file = f"no [connections.{toml_key(conn_id)}] table in {self.definition.where}"
         else:
             in_file = f"no config file {self.definition.where}"
+        if config is not None and config.airflow is not None:
+            in_file += f", nor {conn_id!r} in the Airflow connections file {config.airflow.path}"
         return ConfigError(
             f"connection {conn_id!r} is not defined: no environment variable "
             f"{sources.credproc_variable(conn_id)} or {sources.airflow_variable(conn_id)}, and {in_file}"

@@ -130,8 +130,13 @@ def identity(definition: Definition, factory: str | None, environ: Mapping[str, 
     (which pick the code that runs). Secrets in the definition go into the hash only; the
     hash cannot be turned back into them. The environment's other variables key the entries
     inside the bucket (:meth:`Bucket.slot`)."""
-    return _hash([b"credproc-identity-2", definition.conn_id, definition.kind, definition.where,
-                  definition.text, factory or "", environ.get("CREDPROC_SESSION_FACTORY", "")])
+    parts: list[bytes | str] = [b"credproc-identity-2", definition.conn_id, definition.kind, definition.where,
+                                definition.text, factory or "", environ.get("CREDPROC_SESSION_FACTORY", "")]
+    airflow = definition.config.airflow if definition.config is not None and definition.kind == "file" else None
+    if airflow is not None:  # the lookup's next file: an edit there may change what the id means
+        parts += [b"airflow-connections-file", airflow.path, "1" if airflow.exists else "0", airflow.text,
+                  airflow.read_error]
+    return _hash(parts)
 
 
 FRESH, DUE, ENDING, EXPIRED = "fresh", "due", "ending", "expired"
