@@ -121,6 +121,8 @@ SECRETS = {
     "environment_token": planted("envToken"),
     "s3_config_secret": planted("s3cfgSecret"),
     "airflow_password": planted("airflowPassword"),
+    "airflow_file_password": planted("airflowFilePassword"),
+    "airflow_file_token": planted("airflowFileToken"),
     "unread_variable_secret": planted("unreadVarSecret"),
     "other_extra_password": planted("dbPassword"),
     "aws_config_secret": planted("awsConfigSecret"),
@@ -440,6 +442,62 @@ def chained_connection_succeeds(env, sts, tmp_path):
 
 
 # -- people-facing commands: list, show, check, env, configure, cache, secret ------------------
+
+
+def airflow_file(env: dict, tmp_path: Path, name: str, text: str) -> None:
+    """An Airflow connections file (``$CREDPROC_AIRFLOW_CONNECTIONS_FILE``) holding ``text``."""
+    write(tmp_path / name, text)
+    env["CREDPROC_AIRFLOW_CONNECTIONS_FILE"] = str(tmp_path / name)
+
+
+def airflow_export(sts, **extra) -> dict:
+    """One connection as `airflow connections export` writes it: the planted pair, the extra as text."""
+    return {"conn_type": "aws", "description": None, "login": SOURCE_KEY, "password": SECRETS["airflow_file_password"],
+            "host": None, "port": None, "schema": None,
+            "extra": json.dumps({**sts_at(sts.url), "aws_session_token": SECRETS["airflow_file_token"], **extra})}
+
+
+@scenario(0)
+def role_from_an_airflow_yaml_export(env, sts, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    airflow_file(env, tmp_path, "connections.yaml", yaml.safe_dump({CONN: airflow_export(sts, role_arn=ROLE_ARN)}))
+    return ["--conn", CONN, "--refresh"]
+
+
+@scenario(2)
+def a_broken_airflow_json_file(env, sts, tmp_path):
+    text = json.dumps({CONN: airflow_export(sts, role_arn=ROLE_ARN)}, indent=2)
+    airflow_file(env, tmp_path, "connections.json", text.replace('"password"', '"password" ::'))  # a syntax error
+    return ["--conn", CONN]
+
+
+@scenario(2)
+def a_broken_airflow_yaml_file(env, sts, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    text = yaml.safe_dump({CONN: airflow_export(sts, role_arn=ROLE_ARN)})
+    airflow_file(env, tmp_path, "connections.yaml", text.replace("password: ", "password: [", 1))
+    return ["--conn", CONN]
+
+
+@scenario(2)
+def a_broken_line_of_an_airflow_env_file(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.env", f"{CONN} aws://{SOURCE_KEY}:{SECRETS['airflow_file_password']}@/\n")
+    return ["--conn", CONN]
+
+
+@scenario(0, command="list")
+def list_reads_the_airflow_file(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.json", json.dumps({
+        CONN: airflow_export(sts, role_arn=ROLE_ARN),
+        "bad": {**airflow_export(sts), "loginn": SECRETS["airflow_file_password"]}}))
+    return ["list"]
+
+
+@scenario(0, command="show")
+def show_masks_an_airflow_file_connection(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.env",
+                 f"{CONN}={uri(sts.url, password=SECRETS['airflow_file_password'], role_arn=ROLE_ARN)}\n")
+    return ["show", CONN]
 
 
 @scenario(0, command="list")
