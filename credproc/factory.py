@@ -209,7 +209,10 @@ class BaseSessionFactory:
         if session is None:
             session = (boto3.session.Session(profile_name=self.conn.profile_name, region_name=self.region_name)
                        if unsigned else self.basic_session)
-        return session.client("sts", region_name=self.region_name, endpoint_url=self.conn.endpoint_url,
+        # config_kwargs.region_name outranks the connection's region, as in Airflow (whose STS
+        # client takes its region from the Config first, then from the session).
+        region = self.config.region_name or self.region_name
+        return session.client("sts", region_name=region, endpoint_url=self.conn.endpoint_url,
                               verify=self.conn.verify, config=config)
 
     @cached_property
