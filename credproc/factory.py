@@ -211,7 +211,7 @@ class BaseSessionFactory:
                        if unsigned else self.basic_session)
         # config_kwargs.region_name outranks the connection's region, as in Airflow (whose STS
         # client takes its region from the Config first, then from the session).
-        region = self.config.region_name or self.region_name
+        region = getattr(self.config, "region_name", None) or self.region_name
         return session.client("sts", region_name=region, endpoint_url=self.conn.endpoint_url,
                               verify=self.conn.verify, config=config)
 
