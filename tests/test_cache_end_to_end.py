@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, ok, run_together
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, ok, run_together, sts_endpoint, sts_toml
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_definition_change_is_a_new_entry(sts, env, run, change):
     variable = f"CREDPROC_CONN_{CONN.upper()}"
     original = conn_uri(sts.url, role_arn=ROLE_ARN)
     if change == "environment":  # no region of its own: the environment's is used, and keys it
-        original = extra_uri({"endpoint_url": sts.url, "role_arn": ROLE_ARN})
+        original = extra_uri({**sts_endpoint(sts.url), "role_arn": ROLE_ARN})
         env["AWS_DEFAULT_REGION"] = "us-east-1"
     env[variable] = original
     first = run(["--conn", CONN], env)
@@ -509,9 +509,8 @@ def test_sigkill_while_holding_the_lock(sts, prod, run, credproc_bin):
 
 
 def test_fifteen_minute_role_is_served_for_its_first_minutes(sts, env, run):
-    extra = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
-             "assume_role_kwargs": {"DurationSeconds": 900}}
-    env[f"CREDPROC_CONN_{CONN.upper()}"] = extra_uri(extra)
+    extra = {"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}}
+    env[f"CREDPROC_CONN_{CONN.upper()}"] = extra_uri(extra, endpoint=sts.url)
     first = run(["--conn", CONN], env)
     out = assumed(first)
     assert sts.count("AssumeRole") == 1
@@ -705,7 +704,7 @@ def test_a_miss_reads_the_definition_once_and_the_entry_only_before_and_under_th
     read the config file twice and the entry three times.)"""
     config = Path(env["CREDPROC_CONFIG"])
     config.write_text(f'[connections.{CONN}]\nlogin = "{ACCESS_KEY}"\npassword = "{SECRET_KEY}"\n'
-                      f'role_arn = "{ROLE_ARN}"\nendpoint_url = "{sts.url}"\nregion_name = "us-east-1"\n')
+                      f'role_arn = "{ROLE_ARN}"\n{sts_toml(sts.url)}\n')
     miss, opened = _opens(credproc_bin, env, tmp_path, CONN)
     assumed(miss)
     entry = str(the_entry(env))

@@ -186,8 +186,7 @@ def counted(sts, env, tmp_path, credproc_bin):
     connection ``demo`` assumes ROLE_ARN at the local STS. Yields (env, counter file)."""
     wrapper, counter = counting_wrapper(tmp_path)
     demo_profile(env, f"{wrapper} --conn demo --profile demo")
-    env["CREDPROC_CONN_DEMO"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                          "role_arn": ROLE_ARN})
+    env["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN}, endpoint=sts.url)
     env["AWS_PROFILE"] = "demo"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"  # the local STS, never through a proxy
     return env, counter
@@ -235,8 +234,8 @@ def test_fifteen_minute_role(name, request, sts, counted, record_property):
     """
     sdk = FIFTEEN_MINUTES[name](request)
     env, counter = counted
-    env["CREDPROC_CONN_DEMO"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                          "role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}})
+    env["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
+                                          endpoint=sts.url)
     calls = 1 if name == "aws-cli" else CALLS
     report = sdk.run(env, sts.url, calls)
     assert_identity(report, sdk, calls)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import pytest
 
-from helpers import ROLE_ARN, ok, one_error
+from helpers import ROLE_ARN, ok, one_error, sts_at
 from servers.kerberos import KRB_PASSWORD, KRB_REALM, SAML_PRINCIPAL_ARN, SpnegoIdp
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def define(env: dict, sts, idp_url: str) -> dict:
     its own region and endpoint, so its entry depends on no variable (one entry)."""
     table = {"principal_arn": SAML_PRINCIPAL_ARN, "idp_url": idp_url, "idp_auth_method": "http_spnego_auth"}
     definition = {"role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml",
-                  "region_name": "us-east-1", "endpoint_url": sts.url, "assume_role_with_saml": table}
+                  **sts_at(sts.url), "assume_role_with_saml": table}
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": definition})
     return env
 
