@@ -16,13 +16,14 @@ never starts a browser (``BROWSER`` is a script that would leave a mark).
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ACCOUNT, CREDPROC, ROLE_ARN, free_port, ok, one_error, run_at, run_together, signing_key, sts_at, \
+from helpers import ACCOUNT, BIN, CREDPROC, ROLE_ARN, counting_wrapper, free_port, ok, one_error, runs, run_at, run_together, signing_key, sts_at, \
     stderr_verdict, toml_value, write_toml
 
 pytestmark = pytest.mark.integration
@@ -155,6 +156,34 @@ def test_a_token_near_its_end_is_renewed_once_for_a_stampede(sso, env, run, brow
     assert renewed["accessToken"] != old["accessToken"] and renewed["refreshToken"] != old["refreshToken"]
     assert sso.bearer_tokens() == [renewed["accessToken"]]
     assert not browser.exists()
+
+
+BOTO3 = """\
+import json, sys
+import boto3
+client = boto3.Session().client("sts", endpoint_url=sys.argv[1])
+print(json.dumps([client.get_caller_identity()["Account"] for _ in range(2)]))
+"""
+
+
+def test_the_readme_recipe_sdks_through_credproc_to_the_sso_profile(sso, sts, env, tmp_path, browser):
+    """The README's recipe: SDKs use profile ``app``, whose credential_process is credproc;
+    credproc's connection names the SSO profile. Two boto3 processes: two credproc runs,
+    one portal call."""
+    wrapper, counter = counting_wrapper(tmp_path)
+    logged_in(env, sso, "sso-session")
+    with open(env["AWS_CONFIG_FILE"], "a", encoding="utf-8") as f:
+        f.write(f"\n[profile app]\ncredential_process = {wrapper} --conn {CONN} --profile app\nregion = us-east-1\n")
+    env["AWS_PROFILE"] = "app"
+    sso_connection(env)
+    for _ in range(2):
+        sdk = subprocess.run([str(BIN / "python"), "-c", BOTO3, sts.url], env=env, capture_output=True, text=True,
+                             timeout=120, stdin=subprocess.DEVNULL)
+        assert sdk.returncode == 0, sdk.stderr
+        assert json.loads(sdk.stdout) == [ACCOUNT, ACCOUNT]
+    assert runs(counter) == 2 and sso.count("credentials") == 1
+    [issued] = sso.issued
+    assert {signing_key(r) for r in sts.requests} == {issued["accessKeyId"]}, "the SDK did not sign with them"
 
 
 # -- the session is over -------------------------------------------------------------------------
