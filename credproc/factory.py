@@ -292,14 +292,16 @@ class BaseSessionFactory:
     def _translate(self, error: BotoCoreError | ClientError) -> CredprocError:
         """One line for a botocore error: an SSO profile's own (naming the profile to log in
         with), else the STS call's."""
-        session = self.__dict__.get("basic_session")  # built, unless the error came before it was
-        if session is not None:
-            # boto3 keeps its botocore session private; botocore's full_config is public.
+        session: Any = self.__dict__.get("basic_session")  # built, unless the error came before it was
+        try:
+            # boto3 keeps its botocore session private; botocore's full_config is public. A
+            # subclass's basic session may be anything: then there is no profile to name.
             profiles = session._session.full_config.get("profiles", {})
-            found = sso.translate(error, self.conn.conn_id, profiles, session.profile_name)
-            if found is not None:
-                return found
-        return translate(error, self.conn)
+            profile = session.profile_name
+        except (AttributeError, BotoCoreError):
+            profiles, profile = {}, None
+        found = sso.translate(error, self.conn.conn_id, profiles, profile)
+        return found if found is not None else translate(error, self.conn)
 
     @contextmanager
     def _user_code(self) -> Iterator[None]:
