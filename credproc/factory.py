@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credproc import methods, recursion, sensitive
+from credproc import methods, recursion, sensitive, sso
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line
@@ -294,7 +294,21 @@ class BaseSessionFactory:
                 return self.mfa_credentials
             return freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
-            raise translate(e, self.conn) from e
+            raise self._translate(e) from e
+
+    def _translate(self, error: BotoCoreError | ClientError) -> CredprocError:
+        """One line for a botocore error: an SSO profile's own (naming the profile to log in
+        with), else the STS call's."""
+        session: Any = self.__dict__.get("basic_session")  # built, unless the error came before it was
+        try:
+            # boto3 keeps its botocore session private; botocore's full_config is public. A
+            # subclass's basic session may be anything: then there is no profile to name.
+            profiles = session._session.full_config.get("profiles", {})
+            profile = session.profile_name
+        except (AttributeError, BotoCoreError):
+            profiles, profile = {}, None
+        found = sso.translate(error, self.conn.conn_id, profiles, profile)
+        return found if found is not None else translate(error, self.conn)
 
     @contextmanager
     def _user_code(self) -> Iterator[None]:
