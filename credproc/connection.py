@@ -265,6 +265,12 @@ def _role(conn: AwsConnection, extra: Table) -> None:
             warn(f"connection {conn.conn_id!r} ({conn.origin}): external_id is deprecated; "
                  "put ExternalId in assume_role_kwargs")
             conn.assume_role_kwargs["ExternalId"] = str(external_id)
+    if conn.assume_role_method == "assume_role" and "RoleArn" in conn.assume_role_kwargs:
+        # As in Airflow, role_arn names the role: AssumeRole got RoleArn twice (a TypeError) before.
+        other = conn.assume_role_kwargs.pop("RoleArn")
+        if other != conn.role_arn:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): assume_role_kwargs.RoleArn {other!r} is ignored; "
+                 f"role_arn {conn.role_arn!r} is the role assumed")
     if "TokenCode" in conn.assume_role_kwargs:  # an MFA code belongs in no log line either
         add_secret(str(conn.assume_role_kwargs["TokenCode"]))
     if conn.role_arn:

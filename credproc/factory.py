@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credproc import methods, recursion, sensitive
+from credproc import methods, recursion, sensitive, sso
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line
@@ -210,7 +210,10 @@ class BaseSessionFactory:
         if session is None:
             session = (boto3.session.Session(profile_name=self.conn.profile_name, region_name=self.region_name)
                        if unsigned else self.basic_session)
-        return session.client("sts", region_name=self.region_name, endpoint_url=self.conn.sts_endpoint_url,
+        # config_kwargs.region_name outranks the connection's region, as in Airflow (whose STS
+        # client takes its region from the Config first, then from the session).
+        region = getattr(self.config, "region_name", None) or self.region_name
+        return session.client("sts", region_name=region, endpoint_url=self.conn.sts_endpoint_url,
                               verify=self.conn.verify, config=config)
 
     @cached_property
@@ -291,7 +294,21 @@ class BaseSessionFactory:
                 return self.mfa_credentials
             return freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
-            raise translate(e, self.conn) from e
+            raise self._translate(e) from e
+
+    def _translate(self, error: BotoCoreError | ClientError) -> CredprocError:
+        """One line for a botocore error: an SSO profile's own (naming the profile to log in
+        with), else the STS call's."""
+        session: Any = self.__dict__.get("basic_session")  # built, unless the error came before it was
+        try:
+            # boto3 keeps its botocore session private; botocore's full_config is public. A
+            # subclass's basic session may be anything: then there is no profile to name.
+            profiles = session._session.full_config.get("profiles", {})
+            profile = session.profile_name
+        except (AttributeError, BotoCoreError):
+            profiles, profile = {}, None
+        found = sso.translate(error, self.conn.conn_id, profiles, profile)
+        return found if found is not None else translate(error, self.conn)
 
     @contextmanager
     def _user_code(self) -> Iterator[None]:

@@ -337,6 +337,28 @@ def runs(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+def expiring_helper(directory: Path, seconds: float, name: str = "expiring-helper") -> tuple[Path, Path]:
+    """A ``credential_process`` that is not credproc: each run appends a line to a log and
+    prints fixed session credentials whose ``Expiration`` is ``seconds`` after the moment it
+    runs. In Python started like credproc (no ``-S``), so a run costs about what a credproc
+    cache hit does. What an SDK does with credentials that near their expiry, measured
+    without credproc's own floor in the way (tests/test_interop.py,
+    benchmarks/sdk_refresh_windows.py). Returns (the executable, its log)."""
+    log = directory / f"{name}.log"
+    helper = directory / name
+    helper.write_text(textwrap.dedent(f"""\
+        #!{sys.executable} -I
+        import time
+        with open({str(log)!r}, "a") as log:
+            log.write("run\\n")
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + {round(seconds)}))
+        print('{{"Version": 1, "AccessKeyId": "ASIAEXPIRINGEXAMPLE1", "SecretAccessKey": "expiring-secret", '
+              '"SessionToken": "expiring-token", "Expiration": "%s"}}' % expires)
+        """))
+    helper.chmod(0o755)
+    return helper, log
+
+
 # -- the OS keyring --------------------------------------------------------------------------
 
 PLAINTEXT_KEYRING = "keyrings.alt.file.PlaintextKeyring"

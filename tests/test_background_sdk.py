@@ -1,7 +1,7 @@
 """SDKs do not wait for the background refresher (issue 13, item 3).
 
 A warm one-hour entry is in its DUE window (libfaketime around the SDK process, ``faketime
--f +30m``, which credproc inherits: due at 24.5 minutes, floor at 49). credproc prints the
+-f +30m``, which credproc inherits: due at 27 minutes, floor at 54). credproc prints the
 entry at once and leaves the refresh to a detached process, whose STS hangs: the
 connection's STS endpoint (``service_config.sts.endpoint_url``) leads to an address that
 accepts and never answers, with a 60-second read timeout (and botocore's retries after it).
@@ -41,7 +41,7 @@ from test_interop import FIFTEEN_MINUTES, SESSION_ARN, go_sdk, node_sdk, ruby_sd
 
 pytestmark = pytest.mark.integration
 
-OFFSET = "+30m"  # a one-hour entry: due at 24.5 minutes, floor at 49
+OFFSET = "+30m"  # a one-hour entry: due at 27 minutes, floor at 54
 HANG_READ_TIMEOUT = 60  # seconds per attempt the refresher waits for the hanging STS
 PROMPT = 15.0  # seconds an SDK process may take, far less than the hang
 MARK = "CREDPROC_TEST_BACKGROUND_MARK"  # not credproc's: finds the processes of one test in /proc

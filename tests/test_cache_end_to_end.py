@@ -559,12 +559,13 @@ def _fake_body(access_key: str, expires: float) -> bytes:
     }).encode()
 
 
-@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (3000, 600), (300, 600)],
-                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-10min-left",
-                              "15min-role-5min-old"])
+@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (3250, 350), (560, 340)],
+                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-5min50s-left",
+                              "15min-role-9min-old"])
 def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ago, expires_in):
-    """Past the floor (less than 11 minutes left) an entry is refreshed before anything is
-    printed: an hour-long session with 10 or 5 minutes left, a 15-minute one 5 minutes old."""
+    """Past the floor (less than 6 minutes left) an entry is refreshed before anything is
+    printed: an hour-long session with 5 minutes 50 or 5 minutes left, a 15-minute one 9
+    minutes old."""
     env = prod
     now = time.time()
     entry = _store(env, _fake_body("ASIASTALESTALESTALE1", now + expires_in), now - fetched_ago, now + expires_in,
@@ -583,7 +584,7 @@ def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ag
                          ids=["1h-role-new", "1h-role-23min-old", "15min-role-100s-old"])
 def test_fresh_stored_entry_is_a_hit(sts, prod, run, tmp_path, fetched_ago, expires_in):
     """Control for the test above: the same store, with an entry still fresh (before its due
-    point: 24.5 minutes into an hour, 2 minutes into 15), is served - so the slot computed
+    point: 27 minutes into an hour, 4.5 minutes into 15), is served - so the slot computed
     there is credproc's own."""
     env = prod
     now = time.time()

@@ -328,6 +328,21 @@ def test_external_id_does_not_override_assume_role_kwargs(capsys):
     assert len(lines) == 1 and "external_id" in lines[0]
 
 
+def test_role_arn_in_assume_role_kwargs_gives_way_to_role_arn(capsys):
+    other = "arn:aws:iam::222222222222:role/other"
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": {"RoleArn": other, "DurationSeconds": 900}}))
+    assert conn.role_arn == ROLE and conn.assume_role_kwargs == {"DurationSeconds": 900,
+                                                                 "RoleSessionName": "credproc-prod"}
+    lines = warnings(capsys)
+    assert len(lines) == 1 and other in lines[0] and "ignored" in lines[0]
+
+
+def test_the_same_role_arn_in_assume_role_kwargs_is_no_warning(capsys):
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": {"RoleArn": ROLE}}))
+    assert "RoleArn" not in conn.assume_role_kwargs
+    assert warnings(capsys) == []
+
+
 def _write(path, text):
     path.write_text(text)
     return str(path)
