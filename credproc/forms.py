@@ -195,6 +195,8 @@ def parse_toml(text: str, path: str) -> tuple[dict, dict]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"config file {path}: invalid TOML: nested too deeply") from None
     tables = data.pop("connections", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"config file {path}: 'connections' must be a table ([connections.<id>])")
@@ -236,6 +238,8 @@ def _json_object(text: str, origin: str) -> dict:
     except ValueError as e:
         # The message names line and column; the text itself may hold a secret, so it is not shown.
         raise ConfigError(f"{origin}: invalid JSON: {getattr(e, 'msg', 'cannot parse')} ({_position(e)})") from None
+    except RecursionError:  # the json module recurses into nested arrays and objects
+        raise ConfigError(f"{origin}: invalid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a JSON object, found {type(data).__name__}")
     return data
