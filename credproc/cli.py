@@ -10,8 +10,6 @@ no ``site`` and so none of the venv's packages until it leaves the fast path, wh
 :func:`full_path` completes the start-up first.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import time
@@ -36,6 +34,12 @@ def defer_site(root: str) -> None:
     loads ``site`` before anything that needs the venv's packages."""
     global _site_deferred
     _site_deferred = root
+
+
+def stayed_on_fast_path() -> bool:
+    """Whether this run, started by credproc's launcher, has loaded nothing but the fast path
+    (``site`` is still deferred): see ``credproc/_launch.py``."""
+    return _site_deferred is not None
 
 
 def full_path() -> None:

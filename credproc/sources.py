@@ -14,8 +14,6 @@ start-up again). The cache keys its entries on that raw text; ``credproc.forms``
 on a miss only.
 """
 
-from __future__ import annotations
-
 import os
 
 # typing and collections cost milliseconds on a cache hit; annotations are strings anyway.
@@ -75,7 +73,7 @@ def airflow_variable(conn_id: str) -> str:
     return AIRFLOW_PREFIX + conn_id.upper()
 
 
-def config_path(environ: Mapping[str, str]) -> str:
+def config_path(environ: "Mapping[str, str]") -> str:
     explicit = environ.get("CREDPROC_CONFIG")
     if explicit:
         return explicit
@@ -83,7 +81,7 @@ def config_path(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "credproc", "config.toml")
 
 
-def read_config(environ: Mapping[str, str]) -> ConfigFile:
+def read_config(environ: "Mapping[str, str]") -> "ConfigFile":
     """The config file, read at most once per run and never past ``MAX_CONFIG_BYTES``."""
     path = config_path(environ)
     try:
@@ -101,7 +99,7 @@ def read_config(environ: Mapping[str, str]) -> ConfigFile:
         return ConfigFile(path, exists=True, read_error=f"not UTF-8 text ({e.reason})")
 
 
-def locate(conn_id: str, environ: Mapping[str, str], config: ConfigFile | None = None) -> Definition:
+def locate(conn_id: str, environ: "Mapping[str, str]", config: "ConfigFile | None" = None) -> "Definition":
     """Find the text that defines ``conn_id``, without parsing it.
 
     ``config``: the config file already read (``credproc list`` reads it once for every
