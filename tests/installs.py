@@ -64,6 +64,7 @@ class Installs:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.env = _install_env(tmp)
         self._done: dict[str, Install] = {}
         self._source: Path | None = None

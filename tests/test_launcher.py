@@ -211,3 +211,22 @@ def test_nothing_is_imported_from_the_cwd_pythonpath_or_the_user_site(install, p
     ok(run_line([*argv, "--refresh"], env, cwd=cwd), temporary=True)  # argparse, then a fetch
     assert sts.count("AssumeRole") == 2
     assert not mark.exists(), f"the launcher imported planted modules:\n{mark.read_text()}"
+
+
+def test_a_warning_on_a_hit_reaches_stderr_before_the_launcher_exits(installs, prod, sts, refreshers):
+    """A launched hit ends with os._exit, which flushes nothing itself: the stale entry's
+    warning must still be there, once, with the credentials on stdout."""
+    env = prod
+    argv = configured_line(installs.get("pip26"), env)
+    first = ok(run_line(argv, env), temporary=True)
+    sts.refuse()
+    try:
+        due = run_line(argv, env, prefix=(faketime_path(), "-f", "+40m"))  # its refresher fails
+        assert ok(due, temporary=True) == first
+        refreshers.wait()
+        stale = run_line(argv, env, prefix=(faketime_path(), "-f", "+41m"))
+    finally:
+        sts.accept()
+    assert ok(stale, temporary=True) == first
+    warnings = [line for line in stale.stderr.splitlines() if "refreshing its credentials failed" in line]
+    assert len(warnings) == 1 and "connection 'prod'" in warnings[0], stale.stderr
