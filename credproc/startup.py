@@ -23,10 +23,14 @@ def complete(root: str) -> None:
     # already loaded from it stay loaded, and credproc's others are found through its package).
     while root in sys.path:
         sys.path.remove(root)
+    standard_library = len(sys.path)
     site.main()
     if not _finds_this_credproc(root):
         # credproc lives where isolated site does not look: the user site (a `pip install
-        # --user`), a --target directory. Its dependencies are installed beside it.
+        # --user`), a --target directory. Its dependencies are installed beside it, and come
+        # before site-packages, as they would from the user site or PYTHONPATH; then its .pth
+        # files (addsitedir knows the entry now, and does not add it twice).
+        sys.path.insert(standard_library, root)
         site.addsitedir(root)
 
 

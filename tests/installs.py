@@ -129,6 +129,14 @@ class Installs:
         _sh([VENV_BIN / "uv", "pip", "install", "-q", "--python", venv / "bin" / "python", self.wheel()], self.env)
         return self._venv_install("uv-pip", venv)
 
+    def target(self) -> Path:
+        """``pip install --target``: credproc and its dependencies in a plain directory, where
+        no site looks (as for a ``pip install --user`` whose user site isolated Python skips)."""
+        directory = self.tmp / "target"
+        if not directory.exists():
+            _sh([VENV_BIN / "python", "-m", "pip", "install", "-q", "--target", directory, self.wheel()], self.env)
+        return directory
+
     def _editable(self) -> Install:
         venv = self.tmp / "editable"
         _sh([BASE_PYTHON, "-m", "venv", venv], self.env)

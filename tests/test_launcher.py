@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ACCOUNT, BIN, ROLE_ARN, ROLE_NAME, conn_uri, faketime_path, ok
-from installs import INSTALLERS, Install, Installs
+from installs import BASE_PYTHON, INSTALLERS, Install, Installs
 from test_import_graph import HIT_ALLOWED
 
 pytestmark = pytest.mark.integration
@@ -230,3 +230,25 @@ def test_a_warning_on_a_hit_reaches_stderr_before_the_launcher_exits(installs, p
     assert ok(stale, temporary=True) == first
     warnings = [line for line in stale.stderr.splitlines() if "refreshing its credentials failed" in line]
     assert len(warnings) == 1 and "connection 'prod'" in warnings[0], stale.stderr
+
+
+def test_an_install_no_site_looks_in_is_a_site_of_its_own_on_a_miss(installs, prod, sts):
+    """credproc and boto3 in a --target directory, run by the base Python (whose own
+    site-packages has another boto3): the hit needs nothing but credproc, and the miss finds
+    isolated site without credproc, so it puts credproc's directory first."""
+    env = prod
+    target = installs.target()
+    configure = subprocess.run([BASE_PYTHON, "-m", "credproc", "configure", "prod", "--profile", "p"],
+                               env={**env, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL, cwd=env["HOME"])
+    ok(configure, text=True)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(env["AWS_CONFIG_FILE"])
+    argv = shlex.split(config["profile p"]["credential_process"])
+    assert argv[:4] == [BASE_PYTHON, "-I", "-S", str(target / "credproc" / "_launch.py")]
+    miss = run_line([argv[0], "-v", *argv[1:]], env)
+    ok(miss, temporary=True)
+    boto3 = [path for path in loaded_from(miss.stderr) if "boto3" in path.parts]
+    assert boto3 and all(path.is_relative_to(target) for path in boto3), boto3
+    ok(run_line(argv, env), temporary=True)
+    assert sts.count("AssumeRole") == 1
