@@ -26,6 +26,7 @@ import pytest
 from helpers import ACCOUNT, BIN, ROLE_ARN, ROLE_NAME, conn_uri, faketime_path, ok
 from installs import BASE_PYTHON, INSTALLERS, Install, Installs
 from test_import_graph import HIT_ALLOWED
+from test_interop import CALLS, OTHER_LANGUAGES, Sdk, assert_identity, boto3, node_sdk, ruby_sdk  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -251,4 +252,27 @@ def test_an_install_no_site_looks_in_is_a_site_of_its_own_on_a_miss(installs, pr
     boto3 = [path for path in loaded_from(miss.stderr) if "boto3" in path.parts]
     assert boto3 and all(path.is_relative_to(target) for path in boto3), boto3
     ok(run_line(argv, env), temporary=True)
+    assert sts.count("AssumeRole") == 1
+
+
+# The SDKs in other languages start credential_process through a shell (JavaScript's exec,
+# Ruby's Open3); botocore splits it itself. Go's is left to test_interop (its build is slow).
+LINE_SDKS = {"js-fromProcess": OTHER_LANGUAGES["js-fromProcess"], "ruby": OTHER_LANGUAGES["ruby"], "boto3": boto3}
+
+
+@pytest.fixture(params=list(LINE_SDKS))
+def line_sdk(request) -> Sdk:
+    return LINE_SDKS[request.param](request)
+
+
+def test_sdks_run_the_configured_line(line_sdk, installs, env, sts):
+    env["CREDPROC_CONN_DEMO"] = conn_uri(sts.url, role_arn=ROLE_ARN)
+    configure = subprocess.run([str(installs.get("pip26").credproc), "configure", "demo", "--profile", "demo",
+                                "--region", "us-east-1"], env=env, capture_output=True, text=True, timeout=120,
+                               stdin=subprocess.DEVNULL)
+    assert "_launch.py" in ok(configure, text=True)
+    env["AWS_PROFILE"] = "demo"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    for _ in range(2):  # a miss, then a process served from the cache
+        assert_identity(line_sdk.run(env, sts.url), line_sdk, CALLS)
     assert sts.count("AssumeRole") == 1
