@@ -107,6 +107,7 @@ class Installs:
         venv = self.tmp / "pip23"
         _sh([BASE_PYTHON, "-m", "venv", venv], self.env)
         pip = venv / "bin" / "pip"
+        # pip 23 has published advisories: it installs only this wheel and its dependencies, here.
         if not _sh([pip, "--version"], self.env).startswith("pip 23."):  # another Python's ensurepip
             _sh([pip, "install", "-q", "pip>=23,<24"], self.env)
         _sh([pip, "install", "-q", self.wheel()], self.env)
