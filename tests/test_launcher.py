@@ -276,3 +276,17 @@ def test_sdks_run_the_configured_line(line_sdk, installs, env, sts):
     for _ in range(2):  # a miss, then a process served from the cache
         assert_identity(line_sdk.run(env, sts.url), line_sdk, CALLS)
     assert sts.count("AssumeRole") == 1
+
+
+def test_configure_moves_a_console_script_profile_to_the_launcher(installs, prod):
+    """A profile an older credproc wrote (its console script) gets the launcher line, and the
+    rest of the file keeps its bytes."""
+    env = prod
+    install = installs.get("pip26")
+    old = f"credential_process = {install.credproc} --conn prod --profile p"
+    before = f"# mine\n[profile p]\nregion = eu-west-1\n{old}\nmax_attempts = 5\n\n[profile other]\noutput = json\n"
+    Path(env["AWS_CONFIG_FILE"]).write_text(before)
+    argv = configured_line(install, env)
+    assert argv[:4] == [str(install.python), "-I", "-S", str(install.package / "_launch.py")]
+    assert Path(env["AWS_CONFIG_FILE"]).read_text() == before.replace(old, f"credential_process = {shlex.join(argv)}")
+    assert Path(env["AWS_CONFIG_FILE"] + ".credproc-backup").read_text() == before
