@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -67,13 +68,16 @@ def run_demo(sts: str, tmp: Path) -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         "CREDPROC_CACHE_DIR": str(tmp / "cache"),
         # The initial key pair only signs AssumeRole; the local STS does not check it.
+        # The STS endpoint is service_config.sts.endpoint_url, as in Airflow: a nested value,
+        # so the extra is JSON in __extra__.
         "CREDPROC_CONN_DEMO": (
-            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/"
-            f"?role_arn={ROLE_ARN}&region_name=us-east-1&endpoint_url={sts}"
+            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/?__extra__="
+            + urllib.parse.quote(json.dumps({"role_arn": ROLE_ARN, "region_name": "us-east-1",
+                                             "service_config": {"sts": {"endpoint_url": sts}}}), safe="")
         ),
     })
     print(f"local STS (moto):      {sts}")
-    print(f"connection 'demo':     CREDPROC_CONN_DEMO = aws://AKIA...:****@/?role_arn={ROLE_ARN}&...")
+    print(f"connection 'demo':     CREDPROC_CONN_DEMO = aws://AKIA...:****@/?__extra__={{role_arn: {ROLE_ARN}, ...}}")
     timed([str(CREDPROC), "configure", "demo", "--profile", "demo", "--region", "us-east-1", "--retry-mode",
            "standard", "--max-attempts", "3"], env)
     profile = configparser.ConfigParser(interpolation=None)

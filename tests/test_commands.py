@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ACCESS_KEY, ACCOUNT, BIN, ROLE_ARN, ROLE_NAME, SECRET_KEY, assert_no_secret, conn_uri, \
-    extra_uri, ok, one_error, write_toml
+    extra_uri, ok, one_error, sts_at, sts_toml, write_toml
 
 TOKEN = "FwoGZXIvYXdzEXAMPLE-planted-session-token-1234567890"
 PROXY_PASSWORD = "proxy-pass-planted-42"
@@ -67,6 +67,7 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
     env = prod
     env["AIRFLOW_CONN_LEGACY_ETL"] = extra_uri({"aws_session_token": TOKEN, "region_name": "us-east-1"})
     env["CREDPROC_CONN_lower"] = "aws://"  # never read: credproc upper-cases ids
+    endpoint = sts_toml(sts.url).replace("\n", "\n        ")  # indented as the lines around it
     write_toml(env, f"""\
         [connections.staging]
         login = "{ACCESS_KEY}"
@@ -74,8 +75,7 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
 
         [connections."team.dev"]
         role_arn = "{ROLE_ARN}"
-        endpoint_url = "{sts.url}"
-        region_name = "us-east-1"
+        {endpoint}
         config_kwargs = {{ proxies = {{ https = "http://user:{PROXY_PASSWORD}@127.0.0.1:9" }} }}
 
         [connections.prod]
@@ -155,7 +155,8 @@ def test_list_ends_on_an_endless_config_file_and_names_it(env, credproc_bin):
 def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
     env["CREDPROC_CONN_LEGACY"] = extra_uri({
         "aws_account_id": ACCOUNT, "aws_iam_role": ROLE_NAME, "external_id": "x-42",
-        "aws_session_token": TOKEN, "endpoint_url": sts.url, "region_name": "us-east-1",
+        "aws_session_token": TOKEN, **sts_at(sts.url),
+        "endpoint_url": f"https://user:{PROXY_PASSWORD}@s3.example",  # the other services': not STS's
         "config_kwargs": {"proxies": {"https": f"http://user:{PROXY_PASSWORD}@127.0.0.1:9"}},
         "assume_role_with_saml": {"idp_url": "https://idp.example/", "idp_request_kwargs": {
             "auth": {"password": IDP_PASSWORD}}},
@@ -167,9 +168,14 @@ def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
     assert "**** (definition: password)" in out and "**** (definition: aws_session_token)" in out
     assert ACCESS_KEY[-4:] in out and ACCESS_KEY not in out
     assert "deprecated" in text.stderr  # the same warnings as the main job prints
+    assert f"sts endpoint        {sts.url} (service_config.sts.endpoint_url)\n" in out
+    assert ("endpoint_url        https://user:****@s3.example (not used for STS: Airflow uses it for other "
+            "services)\n") in out
     as_json = run(["show", "legacy", "--json"], env)
     info = json.loads(ok(as_json, text=True))
     assert info["role_arn"] == ROLE_ARN and info["method"] == "assume_role"
+    assert info["sts_endpoint"] == {"url": sts.url, "from": "service_config.sts.endpoint_url"}
+    assert info["endpoint_url"] == "https://user:****@s3.example" and info["host"] is None
     assert info["config_kwargs"]["proxies"]["https"] == "http://user:****@127.0.0.1:9"
     assert info["other_extras"]["assume_role_with_saml"]["idp_request_kwargs"]["auth"]["password"] == "****"
     assert_no_secret(text, as_json, secrets=SECRETS)

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict, \
-    toml_key, toml_value  # noqa: E402
+    sts_at, sts_endpoint, toml_key, toml_value  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def extra_values(sts_url: str) -> dict:
         "endpoint_url": endpoint | scalars,
         "host": endpoint,
         "service_config": st.one_of(
-            st.fixed_dictionaries({"sts": st.fixed_dictionaries({"endpoint_url": endpoint})}),
+            st.fixed_dictionaries({"sts": st.fixed_dictionaries({"endpoint_url": endpoint | st.none()})}),
             st.dictionaries(st.sampled_from(["sts", "s3"]) | text, json_values, max_size=2), scalars),
         "verify": st.sampled_from([True, False, "true", "false", "0", "/nonexistent/ca.pem"]) | scalars,
         "config_kwargs": config_kwargs | st.builds(json.dumps, config_kwargs) | scalars,
@@ -171,7 +171,7 @@ def extras(sts_url: str):
 
 def valid_base(sts_url: str) -> dict:
     """The extras of a connection that works: hostile inputs are layered on it (sometimes)."""
-    return {"role_arn": ROLE_ARN, "endpoint_url": sts_url, "region_name": "us-east-1"}
+    return {"role_arn": ROLE_ARN, **sts_at(sts_url)}
 
 
 # -- working connections with hostile content ---------------------------------------------------
@@ -205,7 +205,7 @@ def working(draw, sts_url: str) -> dict:
     login = draw(st.from_regex(r"\A(AKIA|ASIA)[A-Z2-7]{16}\Z") if role else any_secret)
     password = draw(printable if role else any_secret)
     token = draw(st.none() | (printable if role else any_secret))
-    extra: dict = {"endpoint_url": sts_url, "region_name": draw(st.sampled_from(["us-east-1", "eu-west-1"]))}
+    extra: dict = {**sts_endpoint(sts_url), "region_name": draw(st.sampled_from(["us-east-1", "eu-west-1"]))}
     if token is not None:
         extra["aws_session_token"] = token
     if role:

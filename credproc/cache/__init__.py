@@ -50,17 +50,25 @@ MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
 #                 refreshed in the         refreshed before
 #                 background               anything is printed
 #
-# * floor = E - FLOOR. Nothing credproc prints has less than FLOOR (11 minutes) left, so
-#   every SDK takes what it gets without asking again at once. Past the floor an entry is
-#   refreshed in the foreground, and a failure is an error (expired ones are never printed).
+# * floor = E - FLOOR. Nothing credproc prints has less than FLOOR (6 minutes) left. Past the
+#   floor an entry is refreshed in the foreground, and a failure is an error (expired ones are
+#   never printed). Why 6 (benchmarks/sdk_refresh_windows.py): JavaScript v3 and Ruby run the
+#   process again once less than 5 minutes remain (Ruby on every call; Java v2's source says
+#   5 too), Go only at expiry, so from 6 minutes up they keep what they get for a while. botocore runs it again
+#   before every call below 15 minutes, whatever the floor (a hit each time); below 10 its
+#   threads wait for each run instead of going on, a cost and never a failure: it raises only
+#   when the process prints credentials already expired. credproc serves an entry below 10
+#   minutes only while its refresh fails (where a higher floor would be an error instead) or
+#   is in flight. A lower floor makes the due point later: fewer STS calls, a longer outage
+#   survived.
 # * due = F + min((L - FLOOR) / 2, DUE_CAP): halfway through the time the entry may be
 #   served, and at most an hour after the fetch. From there a run prints the entry at once
 #   and leaves the refresh to a detached process, so an outage that starts at the due point
-#   goes unnoticed until the floor: 2 minutes for a 15-minute role, 24.5 minutes for a
-#   one-hour role, 10 hours 49 minutes for a 12-hour role.
+#   goes unnoticed until the floor: 4.5 minutes for a 15-minute role, 27 minutes for a
+#   one-hour role, 10 hours 54 minutes for a 12-hour role.
 # * A refresh that fails is recorded in the entry; the next try waits for a backoff that
 #   doubles from BACKOFF_FIRST to BACKOFF_MAX, and meanwhile the entry is served as it is.
-FLOOR = 11 * 60
+FLOOR = 6 * 60
 DUE_CAP = 60 * 60
 BACKOFF_FIRST = 30
 BACKOFF_MAX = 5 * 60
