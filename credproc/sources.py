@@ -18,8 +18,6 @@ lookup reaches them, since only parsing says which one defines the id); ``credpr
 parses it, on a miss only.
 """
 
-from __future__ import annotations
-
 import os
 
 # typing and collections cost milliseconds on a cache hit; annotations are strings anyway.
@@ -53,7 +51,7 @@ class ConfigFile:
         self.text = text
         self.read_error = read_error
         self.parsed: tuple[dict, dict] | None = None  # filled by forms.config_tables, on a miss
-        self.airflow: ConfigFile | None = None
+        self.airflow: "ConfigFile | None" = None
 
 
 class Definition:
@@ -70,7 +68,7 @@ class Definition:
     __slots__ = ("config", "conn_id", "kind", "read_error", "text", "where")
 
     def __init__(self, conn_id: str, kind: str, where: str, text: str, read_error: str = "",
-                 config: ConfigFile | None = None):
+                 config: "ConfigFile | None" = None):
         self.conn_id = conn_id
         self.kind = kind
         self.where = where
@@ -87,7 +85,7 @@ def airflow_variable(conn_id: str) -> str:
     return AIRFLOW_PREFIX + conn_id.upper()
 
 
-def config_path(environ: Mapping[str, str]) -> str:
+def config_path(environ: "Mapping[str, str]") -> str:
     explicit = environ.get("CREDPROC_CONFIG")
     if explicit:
         return explicit
@@ -95,7 +93,7 @@ def config_path(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "credproc", "config.toml")
 
 
-def read_config(environ: Mapping[str, str]) -> ConfigFile:
+def read_config(environ: "Mapping[str, str]") -> "ConfigFile":
     """The config file (and the Airflow connections file, as its ``airflow``), read at most
     once per run and never past ``MAX_CONFIG_BYTES``."""
     config = read_file(config_path(environ), "a credproc config file")
@@ -105,7 +103,7 @@ def read_config(environ: Mapping[str, str]) -> ConfigFile:
     return config
 
 
-def read_file(path: str, what: str) -> ConfigFile:
+def read_file(path: str, what: str) -> "ConfigFile":
     """``path``'s text, or why it cannot be read; ``what`` names the kind of file for an
     error ("larger than 1 MiB: not <what>")."""
     try:
@@ -123,7 +121,7 @@ def read_file(path: str, what: str) -> ConfigFile:
         return ConfigFile(path, exists=True, read_error=f"not UTF-8 text ({e.reason})")
 
 
-def locate(conn_id: str, environ: Mapping[str, str], config: ConfigFile | None = None) -> Definition:
+def locate(conn_id: str, environ: "Mapping[str, str]", config: "ConfigFile | None" = None) -> "Definition":
     """Find the text that defines ``conn_id``, without parsing it.
 
     ``config``: the config file already read (``credproc list`` reads it once for every

@@ -20,7 +20,9 @@ PACKAGE = Path(credproc.__file__).parent
 # process): during an outage every run takes that path, and must answer at the cost of a hit.
 HIT_MODULES = ("credproc", "credproc.cli", "credproc.resolution", "credproc.cache", "credproc.sources",
                "credproc.background")
-HIT_ALLOWED = {"os", "sys", "time", "_sha256", "_sha2", "hashlib", "__future__", *HIT_MODULES}
+# Not even __future__ (0.1 ms, a hundredth of the hit): these modules quote the annotations
+# that name what only the type checker imports.
+HIT_ALLOWED = {"os", "sys", "time", "_sha256", "_sha2", "hashlib", *HIT_MODULES}
 
 
 def module_name(path: Path) -> str:

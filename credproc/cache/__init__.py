@@ -22,8 +22,6 @@ symlink) is a miss with a warning, and is replaced; a cache that cannot be writt
 lets the run print its credentials.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -113,7 +111,7 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _warned: set[str] = set()
 
 
-def cache_dir(environ: Mapping[str, str]) -> str:
+def cache_dir(environ: "Mapping[str, str]") -> str:
     explicit = environ.get("CREDPROC_CACHE_DIR")
     if explicit:
         return explicit
@@ -130,7 +128,7 @@ def _hash(parts: list[bytes | str]) -> str:
     return h.hexdigest()
 
 
-def identity(definition: Definition, factory: str | None, environ: Mapping[str, str]) -> str:
+def identity(definition: "Definition", factory: str | None, environ: "Mapping[str, str]") -> str:
     """The key of a connection's bucket: a hash of its definition and its session factory.
 
     That is the definition's raw text and where it came from (so any edit is a new bucket,
@@ -252,7 +250,7 @@ class Bucket:
         names = fields[3].decode("ascii", "replace")
         return () if names == "-" else tuple(names.split(","))
 
-    def slot(self, environ: Mapping[str, str], variables: tuple[str, ...]) -> Slot:
+    def slot(self, environ: "Mapping[str, str]", variables: tuple[str, ...]) -> "Slot":
         """The entry for the values these variables have in ``environ``. The variables are a
         set: their order (a factory's ``cache_variables`` may be a Python set, ordered
         differently in every process) and repeats make no other entry."""
