@@ -51,7 +51,7 @@ class ConfigFile:
         self.text = text
         self.read_error = read_error
         self.parsed: tuple[dict, dict] | None = None  # filled by forms.config_tables, on a miss
-        self.airflow: "ConfigFile | None" = None
+        self.airflow: ConfigFile | None = None
 
 
 class Definition:
