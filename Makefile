@@ -11,7 +11,13 @@ SOURCES := pyproject.toml $(shell find credproc -name '*.py' 2>/dev/null)
 
 JS_SDK := tests/interop/js/node_modules/.package-lock.json
 
-.PHONY: install system-deps demo lint test bench clean
+# The real Amazon provider for the differential test (tests/test_airflow_parity.py), in a
+# venv of its own so that Airflow's dependencies never touch credproc's.
+AIRFLOW_VENV  := tests/airflow/.venv
+AIRFLOW_REQS  := tests/airflow/requirements.txt
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.airflow-installed
+
+.PHONY: install system-deps demo lint test bench clean airflow-venv
 
 install: $(STAMP)
 
@@ -43,6 +49,18 @@ system-deps:
 $(JS_SDK): tests/interop/js/package-lock.json
 	npm ci --prefix tests/interop/js --no-audit --no-fund --silent
 
+## The pinned Airflow + Amazon provider for the differential test (every package pinned, so
+# --no-deps: nothing is resolved; `pip check` proves the set complete). Rebuilt from scratch
+# when the pins change.
+airflow-venv: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): $(AIRFLOW_REQS)
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --no-deps -r $(AIRFLOW_REQS)
+	$(AIRFLOW_VENV)/bin/python -m pip check
+	@touch $(AIRFLOW_STAMP)
+
 ## Lint credproc/: ruff, then mypy (settings in pyproject.toml). Any finding fails the target.
 # mypy runs even when ruff has found something, so that one run (one CI run) shows both lists.
 lint: install
@@ -51,7 +69,7 @@ lint: install
 ## Run the whole test suite (unit and integration) against real local servers and real SDKs.
 # Prerequisites are made left to right: system packages before the pip install that needs them,
 # and the lint step before pytest, so that a lint error fails `make test` (and so CI) early.
-test: system-deps install $(JS_SDK) lint
+test: system-deps install $(JS_SDK) $(AIRFLOW_STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## Run every benchmark and record the results in benchmarks/results/.
@@ -59,4 +77,4 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(AIRFLOW_VENV) build *.egg-info

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -81,8 +82,9 @@ def isolated_env(tmp: Path, sts: str) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
         "CREDPROC_CONN_BENCH": (
-            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/"
-            f"?role_arn={ROLE_ARN}&region_name=us-east-1&endpoint_url={sts}"
+            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/?__extra__="
+            + urllib.parse.quote(json.dumps({"role_arn": ROLE_ARN, "region_name": "us-east-1",
+                                             "service_config": {"sts": {"endpoint_url": sts}}}), safe="")
         ),
     })
     return env

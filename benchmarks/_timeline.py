@@ -104,7 +104,7 @@ def at(env: dict[str, str], when: float) -> dict[str, str]:
 def connection(sts: str, **extra) -> str:
     """A connection with its own key pair, region and STS endpoint, and ``extra`` (JSON) on top."""
     body = {"role_arn": "arn:aws:iam::123456789012:role/bench", "region_name": "us-east-1",
-            "endpoint_url": sts, **extra}
+            "service_config": {"sts": {"endpoint_url": sts}}, **extra}
     auth = f"{urllib.parse.quote(ACCESS_KEY, safe='')}:{urllib.parse.quote(SECRET_KEY, safe='')}"
     return f"aws://{auth}@/?__extra__={urllib.parse.quote(json.dumps(body), safe='')}"
 

@@ -5,7 +5,7 @@ Without a shared cache every process that starts makes its own AssumeRole: an SD
 role provider (boto3, Go, JS keep credentials per process only) or a helper without a cache.
 With credproc, the processes of one host (one user, one connection) share one entry: it is
 fetched once and refreshed when it falls due (``cache.Entry.fresh_until``: halfway to the
-11-minute floor, at most an hour after the fetch), so a host makes at most
+6-minute floor, at most an hour after the fetch), so a host makes at most
 3600 / (due - fetched) calls an hour however many processes start.
 When all hosts start P processes in the same second (a deploy, a cron minute), the lock
 makes that one call per host instead of P.

@@ -4,7 +4,7 @@ fresh, with this build (new) and the previous one (old) side by side.
 For each build, in turn and in a shuffled order each round: a one-hour entry (moto's default
 session) is fetched in real time into a cache of its own; the clock (libfaketime) is moved
 to the moment that build stops serving it as fresh, by its own rule (``Entry.fresh_until``:
-the new build's due point, 24.5 minutes; the old build's refresh point, 40 minutes), plus
+the new build's due point, 27 minutes; the old build's refresh point, 40 minutes), plus
 ``--after`` seconds; and N processes of that build start at once (``--spread`` seconds
 between starts, 0: as fast as possible), each as an SDK starts credential_process (stdin
 closed, stdout and stderr pipes read to their end). The new build prints the entry at once

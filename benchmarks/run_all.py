@@ -33,7 +33,7 @@ from _timeline import OLD_VARIABLE, minutes  # noqa: E402
 # name -> (arguments of the full run, arguments of --quick)
 BENCHMARKS = {
     "cache_hit": (["--rounds", "40"], ["--rounds", "3"]),
-    "launcher": (["--rounds", "30"], ["--rounds", "3"]),
+    "launcher": (["--rounds", "30"], ["--rounds", "3", "--only", "pip26"]),
     "cold_miss": (["--rounds", "15"], ["--rounds", "2"]),
     "memory": (["--rounds", "5"], ["--rounds", "1"]),
     "stampede": (["--sizes", "8", "32", "128", "--delay", "1.0"], ["--sizes", "8", "--delay", "0.5"]),
@@ -64,13 +64,11 @@ def table() -> str:
         rows.append(f"| cache hit: a minimal boto3 helper with a JSON cache | {hit['boto3-helper']['median_ms']:.0f} ms | "
                     f"{hit['boto3-helper']['ratio_to_floor']:.1f}× |")
     launch = load("launcher").get("results")
-    if launch:
-        for name, label in (("direct", "hit, no launcher (`python -c 'main()'`)"),
-                            ("old-pip-script", "hit through an older pip's launcher (imports `re`)"),
-                            ("python -m", "hit through `python -m credproc`"),
-                            ("pyenv-shim", "hit through a pyenv shim")):
-            if name in launch:
-                rows.append(f"| {label} | {launch[name]['median_ms']:.1f} ms | {launch[name]['ratio_to_floor']:.2f}× |")
+    if launch and "pip26 launcher" in launch:  # the rest, install by install, is the launcher table
+        r = launch["pip26 launcher"]
+        rows.append(f"| cache hit: the line `credproc configure` writes (`python -I -S .../_launch.py`) | "
+                    f"{r['median_ms']:.1f} ms | {r['ratio_to_floor']:.2f}× the venv's own `python -c pass` "
+                    f"(CPU {r['cpu_ratio_to_floor']:.2f}×) |")
     miss = load("cold_miss").get("results")
     if miss:
         rows.append(f"| cold miss: credproc, AssumeRole at a local STS | {miss['credproc']['median_ms']:.0f} ms | "
@@ -131,6 +129,34 @@ def table() -> str:
     return head + "\n" + "\n".join(rows)
 
 
+INSTALL_LABELS = {
+    "pip23": "pip 23 (`python3 -m venv` as Debian/Ubuntu make it)",
+    "pip26": "pip 26 (`make install`)",
+    "pipx": "pipx (`pipx install`)",
+    "uv-tool": "uv (`uv tool install`)",
+    "uv-pip": "uv (`uv venv` + `uv pip install`)",
+    "editable": "editable (`pip install -e`)",
+}
+
+
+def launcher_table() -> str:
+    """The README's launcher table (benchmarks/launcher.py): a hit, install by install."""
+    launch = load("launcher").get("results") or {}
+    rows = []
+    for name, label in INSTALL_LABELS.items():
+        if f"{name} launcher" not in launch:
+            continue
+        floor, script, line = (launch[f"{name} {kind}"] for kind in ("floor", "console-script", "launcher"))
+        rows.append(f"| {label} | {floor['median_ms']:.1f} ms | {script['median_ms']:.1f} ms "
+                    f"({script['ratio_to_floor']:.2f}×, CPU {script['cpu_ratio_to_floor']:.2f}×) | "
+                    f"{line['median_ms']:.1f} ms ({line['ratio_to_floor']:.2f}×, CPU {line['cpu_ratio_to_floor']:.2f}×) |")
+    if not rows:
+        return "(no launcher results yet)"
+    head = ("| installed with | `python -c pass` | `bin/credproc` (the installer's) | the line `credproc configure` "
+            "writes |\n|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke check, written to a temporary dir")
@@ -171,6 +197,8 @@ def main() -> None:
     print(f"\nall done in {time.perf_counter() - started:.0f} s; results in {results_dir()}")
     print(f"\nFor the README ({machine()}; `{python_label()} benchmarks/run_all.py`):\n")
     print(table())
+    print(f"\nThe launcher, a hit by install (`{python_label()} benchmarks/launcher.py --rounds 30`):\n")
+    print(launcher_table())
     if skipped:
         print(f"\nskipped (no previous build): {', '.join(skipped)}")
     if scratch:

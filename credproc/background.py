@@ -21,8 +21,6 @@ refreshes in the foreground instead (stale if error still holds there).
 This module runs on a hit in the due window: standard library only, and little of it.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -39,18 +37,18 @@ DEADLINE = 300  # seconds a detached refresher may take before its alarm fails i
 DEADLINE_VARIABLE = "CREDPROC_BACKGROUND_DEADLINE"
 
 
-def enabled(environ: Mapping[str, str]) -> bool:
+def enabled(environ: "Mapping[str, str]") -> bool:
     """Refresh ahead in the background, unless turned off or impossible (no fork: Windows)."""
     return hasattr(os, "fork") and environ.get(VARIABLE, "").strip().lower() not in ("0", "false", "no", "off")
 
 
-def servable(entry: cache.Entry, now: float, environ: Mapping[str, str]) -> bool:
+def servable(entry: cache.Entry, now: float, environ: "Mapping[str, str]") -> bool:
     """Whether a run may print this entry at once: fresh, or due with the refresh left to the background."""
     return entry.is_fresh(now) or (entry.floor > now and entry.expires > now and enabled(environ))
 
 
-def after_serving(resolution: Resolution, entry: cache.Entry, now: float,
-                  refresh: Callable[[Resolution], None]) -> None:
+def after_serving(resolution: "Resolution", entry: cache.Entry, now: float,
+                  refresh: "Callable[[Resolution], None]") -> None:
     """Arrange the refresh of a due entry the run has just printed (or is about to):
     ``refresh(resolution)`` runs in the detached process (``job.refresh_in_background``)."""
     if entry.is_fresh(now):
@@ -80,7 +78,7 @@ def after_serving(resolution: Resolution, entry: cache.Entry, now: float,
         os.close(fd)  # the lock stays held by the refresher's copy of the descriptor
 
 
-def _detach(lock_fd: int, resolution: Resolution, refresh: Callable[[Resolution], None]) -> None:
+def _detach(lock_fd: int, resolution: "Resolution", refresh: "Callable[[Resolution], None]") -> None:
     """Fork the refresher (twice, so it is nobody's child to wait for) and return at once."""
     import sys
 

@@ -4,9 +4,11 @@ SDKs run ``credproc --conn NAME`` at every process start, so ``main`` first trie
 answer from the cache using nothing but ``os``, ``sys`` and ``time``: no argparse, no
 logging, no json (each imports ``re``). Anything it does not recognise at once - other
 flags, a miss, a broken entry - goes to the full path, which may take its time.
-"""
 
-from __future__ import annotations
+Started by credproc's own launcher (``credproc/_launch.py``: ``python -I -S``), the run has
+no ``site`` and so none of the venv's packages until it leaves the fast path, where
+:func:`full_path` completes the start-up first.
+"""
 
 import os
 import sys
@@ -22,15 +24,45 @@ _FAST_FLAGS = {"-c": "conn", "--conn": "conn", "--profile": "profile", "--sessio
 # The people-facing commands (credproc list, show, check, ...) live in credproc.commands.
 COMMANDS = ("list", "show", "check", "configure", "env", "cache", "secret", "completion", "serve", "exec")
 
+# The directory credproc's launcher put on the path in place of site's (see defer_site).
+_site_deferred: str | None = None
+
+
+def defer_site(root: str) -> None:
+    """Called by credproc's launcher, which started Python without ``site`` and with only
+    ``root`` (the directory holding this package) on the path: :func:`full_path` then
+    loads ``site`` before anything that needs the venv's packages."""
+    global _site_deferred
+    _site_deferred = root
+
+
+def stayed_on_fast_path() -> bool:
+    """Whether this run, started by credproc's launcher, has loaded nothing but the fast path
+    (``site`` is still deferred): see ``credproc/_launch.py``."""
+    return _site_deferred is not None
+
+
+def full_path() -> None:
+    """Leaving the fast path: make the venv's packages importable, if the launcher left them
+    out. Called before the first import of anything outside the standard library."""
+    global _site_deferred
+    if _site_deferred is not None:
+        root, _site_deferred = _site_deferred, None
+        from credproc import startup
+
+        startup.complete(root)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in COMMANDS:
+        full_path()
         from credproc.commands import main as command_main
 
         return command_main(args)
     fast = _fast_args(args)
     if fast is None:  # anything but the plain main job: argparse decides
+        full_path()
         from credproc.usage import build_parser
 
         options = build_parser().parse_args(args)
@@ -56,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _refresh_in_background(resolution: Resolution) -> None:
-    from credproc import job  # in the detached refresher only
+    full_path()  # in the detached refresher only, as is job
+    from credproc import job
 
     job.refresh_in_background(resolution)
 
@@ -98,6 +131,7 @@ def run(resolution: Resolution, *, refresh: bool = False, use_cache: bool = True
     Still no argparse nor logging here: in a stampede, the processes that only wait for the
     fetching one and then read its entry never need them.
     """
+    full_path()
     from credproc.errors import CredprocError, report_error
 
     if debug:

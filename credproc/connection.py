@@ -62,7 +62,8 @@ class AwsConnection:
     profile_name: str | None = None
     session_kwargs: dict[str, Any] = field(default_factory=dict)
     config_kwargs: dict[str, Any] = field(default_factory=dict)
-    endpoint_url: str | None = None
+    endpoint_url: str | None = None         # the extra's: Airflow's other services', never STS's
+    sts_endpoint_url: str | None = None     # service_config.sts.endpoint_url; None: botocore decides
     verify: bool | str | None = None
     role_arn: str | None = None
     assume_role_method: str | None = None
@@ -113,7 +114,7 @@ def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnectio
         warn(f"connection {raw.conn_id!r} ({raw.origin}) has type {conn_type!r}, not 'aws'; reading it as AWS")
     if fields.get("host"):
         warn(f"connection {raw.conn_id!r} ({raw.origin}): the connection host is not used; "
-             "set the STS endpoint in the extra 'endpoint_url'")
+             "the STS endpoint is the extra's service_config.sts.endpoint_url")
     if not custom_factory:
         _warn_unknown_keys(conn, extra)
 
@@ -130,7 +131,9 @@ def resolve(raw: RawConnection, *, custom_factory: bool = False) -> AwsConnectio
     conn.assume_role_kwargs = table.table("assume_role_kwargs")
     conn.region_name = table.string("region_name") or session_kwargs.string("region_name")
     conn.profile_name = _profile_name(conn, table, session_kwargs)
-    conn.endpoint_url = _endpoint_url(conn, table)
+    conn.endpoint_url = table.string("endpoint_url")
+    table.string("host")  # the deprecated spelling of endpoint_url: a string, and unused too
+    conn.sts_endpoint_url = sts_endpoint_url(conn, table)
     conn.verify = table.verify("verify")
     conn.session_factory = table.string("session_factory")
     _initial_keys(conn, table, session_kwargs)
@@ -262,6 +265,12 @@ def _role(conn: AwsConnection, extra: Table) -> None:
             warn(f"connection {conn.conn_id!r} ({conn.origin}): external_id is deprecated; "
                  "put ExternalId in assume_role_kwargs")
             conn.assume_role_kwargs["ExternalId"] = str(external_id)
+    if conn.assume_role_method == "assume_role" and "RoleArn" in conn.assume_role_kwargs:
+        # As in Airflow, role_arn names the role: AssumeRole got RoleArn twice (a TypeError) before.
+        other = conn.assume_role_kwargs.pop("RoleArn")
+        if other != conn.role_arn:
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): assume_role_kwargs.RoleArn {other!r} is ignored; "
+                 f"role_arn {conn.role_arn!r} is the role assumed")
     if "TokenCode" in conn.assume_role_kwargs:  # an MFA code belongs in no log line either
         add_secret(str(conn.assume_role_kwargs["TokenCode"]))
     if conn.role_arn:
@@ -351,10 +360,39 @@ def _profile_name(conn: AwsConnection, extra: Table, session_kwargs: Table) -> s
     return direct or nested
 
 
-def _endpoint_url(conn: AwsConnection, extra: Table) -> str | None:
-    """service_config.sts.endpoint_url, else endpoint_url, else the seed's extra host."""
+def sts_endpoint_url(conn: AwsConnection, extra: Table) -> str | None:
+    """``service_config.sts.endpoint_url``: the one STS endpoint a connection names, as in
+    Airflow, whose assume-role and web-identity STS clients read nothing else. An explicit
+    null (or no value) leaves it to botocore: ``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL``,
+    the profile's ``endpoint_url``s, else the region's endpoint. The extra's ``endpoint_url``
+    (and the deprecated ``host``) are the other services' and are never used for STS."""
     sts = extra.sub("service_config").sub("sts")
-    url = sts.string("endpoint_url") or extra.string("endpoint_url") or extra.string("host")
+    value = sts.raw("endpoint_url")
+    if value is not None and not isinstance(value, str):
+        raise conn.error(f"{sts.name('endpoint_url')} must be a string or null, not {type(value).__name__}")
+    url = sts.string("endpoint_url", strip=True)
     if url and "://" not in url:
-        raise conn.error(f"endpoint {url!r} must be a URL such as https://sts.eu-west-1.amazonaws.com")
+        raise conn.error(f"{sts.name('endpoint_url')} {url!r} must be a URL such as "
+                         "https://sts.eu-west-1.amazonaws.com")
+    if url is None:
+        _warn_sts_lookalike(conn, extra)
     return url
+
+
+def _warn_sts_lookalike(conn: AwsConnection, extra: Table) -> None:
+    """An ``endpoint_url`` (or ``host``) that names an STS host was probably meant for STS (as
+    credproc read it before): say where that goes, since botocore now picks the endpoint."""
+    for key in ("endpoint_url", "host"):
+        url = extra.string(key, strip=True)
+        if not url:
+            continue
+        from urllib.parse import urlsplit
+
+        try:
+            labels = (urlsplit(url if "://" in url else f"//{url}").hostname or "").split(".")
+        except ValueError:
+            continue
+        if any(label == "sts" or label.startswith("sts-") for label in labels):
+            warn(f"connection {conn.conn_id!r} ({conn.origin}): {key} {url!r} looks like an STS endpoint, but "
+                 "STS calls do not use it (as in Airflow, it is for other services); "
+                 "set service_config.sts.endpoint_url for STS")

@@ -9,8 +9,10 @@ read the variable, and is skipped when the definition decides that part itself:
   only ``assume_role`` and the role-less case use them (SAML and web identity send an
   unsigned call whose proof is the assertion or the token);
 * the region: ``AWS_REGION`` and the profile, unless the definition names one;
-* the STS endpoint: ``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL`` and the profile's
-  ``endpoint_url``, unless the definition names one;
+* the STS endpoint: ``AWS_ENDPOINT_URL_STS``, ``AWS_ENDPOINT_URL``,
+  ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` and the profile's ``endpoint_url``s, unless the
+  definition names one in ``service_config.sts.endpoint_url`` (its ``endpoint_url`` and
+  ``host`` are other services' and leave the STS endpoint to botocore);
 * web identity: the token file variable when the definition names no token file, and the
   Google variables for Google.
 
@@ -59,7 +61,7 @@ def variables(conn: AwsConnection, factory_class: type | None = None) -> tuple[s
         needed.update(CHAIN)
     if not conn.region_name:
         needed.update(REGION)
-    if not conn.endpoint_url:
+    if not conn.sts_endpoint_url:
         needed.update(ENDPOINT)
     if conn.profile_name:
         needed.update(("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"))

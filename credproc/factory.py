@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from credproc import methods, recursion, sensitive
+from credproc import methods, recursion, sensitive, sso
 from credproc.connection import AwsConnection
 from credproc.errors import ConfigError, CredprocError
 from credproc.log import add_secret, one_line
@@ -198,7 +198,8 @@ class BaseSessionFactory:
         return session
 
     def sts_client(self, session: boto3.session.Session | None = None, *, unsigned: bool = False) -> STSClient:
-        """An STS client on the connection's endpoint, TLS settings and Config.
+        """An STS client on the connection's STS endpoint (``service_config.sts.endpoint_url``,
+        else none: botocore resolves it, as in Airflow), TLS settings and Config.
 
         Unsigned and without a session, the client resolves no credentials at all: its session
         has only the connection's region and profile settings. (Not the basic session, which
@@ -209,7 +210,10 @@ class BaseSessionFactory:
         if session is None:
             session = (boto3.session.Session(profile_name=self.conn.profile_name, region_name=self.region_name)
                        if unsigned else self.basic_session)
-        return session.client("sts", region_name=self.region_name, endpoint_url=self.conn.endpoint_url,
+        # config_kwargs.region_name outranks the connection's region, as in Airflow (whose STS
+        # client takes its region from the Config first, then from the session).
+        region = getattr(self.config, "region_name", None) or self.region_name
+        return session.client("sts", region_name=region, endpoint_url=self.conn.sts_endpoint_url,
                               verify=self.conn.verify, config=config)
 
     @cached_property
@@ -224,13 +228,16 @@ class BaseSessionFactory:
 
     def _signing_session(self) -> boto3.session.Session:
         """What signs the role's STS call: the MFA session when the connection has a device,
-        else the basic session."""
+        else the basic session. The MFA session's keys sit in a session of the connection's
+        profile, so that the profile's settings (its STS endpoint, say) apply as they do to
+        the basic session's call."""
         if not self.conn.mfa_serial:
             return self.basic_session
         opened = self.mfa_credentials
         return boto3.session.Session(aws_access_key_id=opened.access_key_id,
                                      aws_secret_access_key=opened.secret_access_key,
-                                     aws_session_token=opened.session_token, region_name=self.region_name)
+                                     aws_session_token=opened.session_token, region_name=self.region_name,
+                                     profile_name=self.conn.profile_name)
 
     def method_context(self) -> methods.Context:
         """What the connection's ``assume_role_method`` gets to make its STS call."""
@@ -287,7 +294,21 @@ class BaseSessionFactory:
                 return self.mfa_credentials
             return freeze(self.basic_session, conn_id)
         except (BotoCoreError, ClientError) as e:
-            raise translate(e, self.conn) from e
+            raise self._translate(e) from e
+
+    def _translate(self, error: BotoCoreError | ClientError) -> CredprocError:
+        """One line for a botocore error: an SSO profile's own (naming the profile to log in
+        with), else the STS call's."""
+        session: Any = self.__dict__.get("basic_session")  # built, unless the error came before it was
+        try:
+            # boto3 keeps its botocore session private; botocore's full_config is public. A
+            # subclass's basic session may be anything: then there is no profile to name.
+            profiles = session._session.full_config.get("profiles", {})
+            profile = session.profile_name
+        except (AttributeError, BotoCoreError):
+            profiles, profile = {}, None
+        found = sso.translate(error, self.conn.conn_id, profiles, profile)
+        return found if found is not None else translate(error, self.conn)
 
     @contextmanager
     def _user_code(self) -> Iterator[None]:

@@ -1,5 +1,6 @@
-"""The forms a connection is written in - Airflow's URI and JSON, credproc's TOML file - and
-how their text becomes fields: a :class:`RawConnection`, before any meaning is given to it.
+"""The forms a connection is written in - Airflow's URI and JSON, credproc's TOML file,
+Airflow's connection files (``credproc.airflow_files``) - and how their text becomes fields:
+a :class:`RawConnection`, before any meaning is given to it.
 
 A miss only (and the commands): ``json`` and ``tomllib`` import ``re``, which a cache hit
 must not pay.
@@ -33,6 +34,11 @@ def places(conn_id: str, environ: Mapping[str, str], config: ConfigFile) -> list
              if variable in environ]
     if defines(config, conn_id):
         found.append(f"{config.path} [connections.{toml_key(conn_id)}]")
+    if config.airflow is not None:
+        from credproc import airflow_files
+
+        if airflow_files.defines(config.airflow, conn_id):
+            found.append(airflow_files.place(config.airflow, conn_id))
     return found
 
 
@@ -59,25 +65,42 @@ def parse(definition: Definition) -> RawConnection | None:
     """The connection's fields, or None when the definition does not define it at all."""
     conn_id = definition.conn_id
     if definition.kind == "env":
-        origin = f"environment variable {definition.where}"
-        value = definition.text.strip()
-        if not value:
-            raise ConfigError(f"connection {conn_id!r}: {origin} is empty")
-        if value.startswith("{"):
-            fields, extra = parse_json(value, origin)
-        else:
-            fields, extra = parse_uri(value, origin)
-        return RawConnection(conn_id, origin, fields, extra, {})
+        return parse_value(conn_id, f"environment variable {definition.where}", definition.text)
     if definition.kind == "file":
         config = definition.config or ConfigFile(definition.where, True, definition.text, definition.read_error)
         settings, tables = config_tables(config)
         table = tables.get(conn_id)
         if table is None:
-            return None
+            return _airflow_file(config, conn_id)
         origin = f"config file {definition.where} [connections.{toml_key(conn_id)}]"
         fields, extra = split_table(table, origin)
         return RawConnection(conn_id, origin, fields, extra, settings)
     return None
+
+
+def parse_value(conn_id: str, origin: str, value: str) -> RawConnection:
+    """A definition held in one string, in Airflow's URI or JSON form (a variable's value)."""
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"connection {conn_id!r}: {origin} is empty")
+    fields, extra = parse_json(value, origin) if value.startswith("{") else parse_uri(value, origin)
+    return RawConnection(conn_id, origin, fields, extra, {})
+
+
+def _airflow_file(config: ConfigFile, conn_id: str) -> RawConnection | None:
+    """``conn_id`` in the Airflow connections file that comes after the config file, if any."""
+    if config.airflow is None:
+        return None
+    from credproc import airflow_files
+
+    found = airflow_files.lookup(config.airflow, conn_id)
+    if found is None:
+        return None
+    origin, value = found
+    if isinstance(value, str):
+        return parse_value(conn_id, origin, value)
+    fields, extra = split_object(value, origin)
+    return RawConnection(conn_id, origin, fields, extra, {})
 
 
 def file_settings(definition: Definition) -> dict:
@@ -138,7 +161,13 @@ def parse_uri(value: str, origin: str) -> tuple[dict, dict]:
 
 def parse_json(value: str, origin: str) -> tuple[dict, dict]:
     """Airflow's JSON form: ``{"conn_type": "aws", "login": ..., "extra": {...}}``."""
-    data = _json_object(value, origin)
+    return split_object(_json_object(value, origin), origin)
+
+
+def split_object(data: dict, origin: str) -> tuple[dict, dict]:
+    """The fields and the extra of an object in Airflow's JSON form (``extra`` an object or
+    JSON text)."""
+    data = dict(data)
     fields = {k: data.pop(k) for k in FIELD_KEYS if k in data}
     extra = data.pop("extra", None)
     if data:
@@ -166,6 +195,8 @@ def parse_toml(text: str, path: str) -> tuple[dict, dict]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"config file {path}: invalid TOML: nested too deeply") from None
     tables = data.pop("connections", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"config file {path}: 'connections' must be a table ([connections.<id>])")
@@ -207,6 +238,8 @@ def _json_object(text: str, origin: str) -> dict:
     except ValueError as e:
         # The message names line and column; the text itself may hold a secret, so it is not shown.
         raise ConfigError(f"{origin}: invalid JSON: {getattr(e, 'msg', 'cannot parse')} ({_position(e)})") from None
+    except RecursionError:  # the json module recurses into nested arrays and objects
+        raise ConfigError(f"{origin}: invalid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a JSON object, found {type(data).__name__}")
     return data

@@ -72,8 +72,11 @@ def runs_credproc_for(command: str, conn_id: str) -> bool:
     program = os.path.basename(argv[0])
     if program.startswith("credproc"):
         args = argv[1:]
-    elif program.startswith("python") and argv[1:3] == ["-m", "credproc"]:
-        args = argv[3:]
+    elif program.startswith("python"):
+        found = _python_runs_credproc(argv[1:])
+        if found is None:
+            return False
+        args = found
     else:
         return False
     target = "aws_default"
@@ -85,6 +88,22 @@ def runs_credproc_for(command: str, conn_id: str) -> bool:
         elif arg.startswith("-c") and len(arg) > 2:
             target = arg[2:]
     return target == conn_id
+
+
+def _python_runs_credproc(argv: list[str]) -> list[str] | None:
+    """credproc's arguments when a Python command line (past the interpreter) runs it: as
+    ``-m credproc``, or through credproc's launcher (``-I -S .../credproc/_launch.py``, what
+    ``credproc configure`` writes); None when it runs something else."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-m":
+            return argv[i + 2:] if argv[i + 1:i + 2] == ["credproc"] else None
+        if arg in ("-c", "-") or not arg.startswith("-"):  # the program: inline code, stdin, or a script
+            script = arg.replace(os.sep, "/")
+            return argv[i + 1:] if script.endswith("/credproc/_launch.py") else None
+        i += 2 if arg in ("-X", "-W", "--check-hash-based-pycs") else 1  # options that take a value
+    return None
 
 
 def check_profile(conn_id: str, profile: str, profiles: Mapping[str, Mapping[str, object]]) -> None:

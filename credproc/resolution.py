@@ -17,8 +17,6 @@ The first three are the cache hit: this module imports only ``os``, ``cache`` an
 methods that need it.
 """
 
-from __future__ import annotations
-
 import os
 
 from credproc import cache, sources
@@ -43,7 +41,7 @@ class Resolution:
     """One connection id, resolved as far as a caller asks and no further."""
 
     def __init__(self, conn_id: str, *, session_factory: str | None = None, profile: str | None = None,
-                 environ: Mapping[str, str] | None = None, config: sources.ConfigFile | None = None):
+                 environ: "Mapping[str, str] | None" = None, config: sources.ConfigFile | None = None):
         self.conn_id = conn_id
         self.environ = os.environ if environ is None else environ
         self.session_factory_flag = session_factory
@@ -91,7 +89,7 @@ class Resolution:
         (which means boto3's chain)."""
         return self.definition.kind == "none" and self.conn_id != sources.DEFAULT_CONN_ID
 
-    def raw(self) -> RawConnection | None:
+    def raw(self) -> "RawConnection | None":
         """The connection's fields as written, parsed once; None when nothing defines it."""
         if not self._raw_parsed:
             from credproc import forms
@@ -126,7 +124,7 @@ class Resolution:
                 return candidate, named_by
         return None, ""
 
-    def connection(self, keyring: str = KEYRING_FILL) -> AwsConnection:
+    def connection(self, keyring: str = KEYRING_FILL) -> "AwsConnection":
         """The connection with its meaning (``credproc.connection.resolve``), resolved once.
 
         ``keyring`` says how a half key pair is completed (see the KEYRING_ constants); a
@@ -148,7 +146,7 @@ class Resolution:
         self._conn = connection.resolve(raw, custom_factory=custom)
         return self._conn
 
-    def _completed(self, raw: RawConnection, keyring: str) -> RawConnection:
+    def _completed(self, raw: "RawConnection", keyring: str) -> "RawConnection":
         """A copy of ``raw`` with a half key pair completed from the keyring, as ``keyring`` says."""
         from credproc import keyring_store  # light: imports keyring only when a half pair asks
         from credproc.errors import ConfigError
@@ -175,15 +173,18 @@ class Resolution:
                     self.keyring_fields.append(field)
         return raw
 
-    def not_defined(self) -> ConfigError:
+    def not_defined(self) -> "ConfigError":
         from credproc.errors import ConfigError
         from credproc.forms import toml_key
 
         conn_id = self.conn_id
-        if self.definition.kind == "file":
+        config = self.definition.config
+        if config is not None and config.exists:
             in_file = f"no [connections.{toml_key(conn_id)}] table in {self.definition.where}"
         else:
             in_file = f"no config file {self.definition.where}"
+        if config is not None and config.airflow is not None:
+            in_file += f", nor {conn_id!r} in the Airflow connections file {config.airflow.path}"
         return ConfigError(
             f"connection {conn_id!r} is not defined: no environment variable "
             f"{sources.credproc_variable(conn_id)} or {sources.airflow_variable(conn_id)}, and {in_file}"
@@ -218,7 +219,7 @@ class Resolution:
         self._slot, self._slot_read = self.bucket.slot(self.environ, variables), True
         return self._slot
 
-    def factory(self, *, custom: bool = True) -> BaseSessionFactory:
+    def factory(self, *, custom: bool = True) -> "BaseSessionFactory":
         """The session factory for this connection, with the botocore Config of its STS calls.
 
         ``custom=False``: credproc's own ``BaseSessionFactory`` whatever the connection names
@@ -238,7 +239,7 @@ class Resolution:
             raise translate(e, conn) from e
         return factory_class(conn, config=config)
 
-    def _factory_class(self) -> type[BaseSessionFactory]:
+    def _factory_class(self) -> "type[BaseSessionFactory]":
         """The class of the session factory in use (``factory_choice``), loaded."""
         from credproc.errors import ConfigError
         from credproc.factory import BaseSessionFactory, load_factory
@@ -251,7 +252,7 @@ class Resolution:
         except ConfigError as e:
             raise ConfigError(f"connection {self.conn_id!r}: {e}") from e
 
-    def credentials(self) -> Credentials:
+    def credentials(self) -> "Credentials":
         """Fetch: resolve the connection (asking the keyring for a half key pair), mark it as
         being resolved for any credproc this starts, and run its session factory."""
         from credproc import recursion

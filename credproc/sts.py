@@ -83,7 +83,7 @@ def translate(error: Exception, conn: AwsConnection) -> CredprocError:
     if isinstance(error, bx.NoCredentialsError):
         return CredprocError(f"{prefix}: no AWS credentials to sign the STS call; boto3's chain tried {CHAIN}")
     if isinstance(error, bx.NoRegionError):
-        return ConfigError(f"{prefix} ({conn.origin}): no region: set region_name, or AWS_REGION")
+        return ConfigError(f"{prefix} ({conn.origin}): no region: set region_name, or AWS_DEFAULT_REGION")
     if isinstance(error, (bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.EndpointConnectionError)):
         return CredprocError(f"{prefix}: STS did not answer: {one_line(error)}")
     return CredprocError(f"{prefix}: {type(error).__name__}: {one_line(error)}")

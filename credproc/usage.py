@@ -15,9 +15,9 @@ examples:
   credproc --conn prod                 print credentials for connection "prod"
   credproc --conn prod --refresh       ignore the cached entry and fetch anew
 
-in ~/.aws/config:
+in ~/.aws/config (as `credproc configure prod --profile prod` writes it; VENV is credproc's venv):
   [profile prod]
-  credential_process = /path/to/credproc --conn prod --profile prod
+  credential_process = VENV/bin/python -I -S VENV/lib/python3.X/site-packages/credproc/_launch.py --conn prod --profile prod
   retry_mode = standard
   max_attempts = 10
 
@@ -28,7 +28,7 @@ exit codes: 0 success, 1 credentials could not be obtained, 2 usage or configura
 commands for people (credproc COMMAND --help):
   list, show ID, check ID, configure ID --profile NAME, env ID, cache list|clear, secret set|delete ID,
   completion bash|zsh|fish, serve --conn ID, exec --conn ID -- CMD
-"""
+"""  # noqa: E501 - the credential_process line as configure writes it, whole
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,21 +1,24 @@
 """credproc end to end, with no AWS account: `make demo`.
 
 Starts a local STS (moto, on 127.0.0.1), defines a connection "demo" that assumes a role
-there, writes an AWS config profile whose credential_process runs this venv's credproc,
-and lets the real AWS CLI call STS GetCallerIdentity through it - twice, to show that the
+there, has `credproc configure` write an AWS config profile whose credential_process runs
+this venv's credproc (through credproc's own launcher), and lets the real AWS CLI call STS GetCallerIdentity through it - twice, to show that the
 second call is served from credproc's cache (same temporary key, no new AssumeRole).
 Everything lives in a temporary directory that is removed at the end.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -58,13 +61,6 @@ def main() -> None:
 
 def run_demo(sts: str, tmp: Path) -> None:
     config = tmp / "aws-config"
-    config.write_text(
-        "[profile demo]\n"
-        f"credential_process = {CREDPROC} --conn demo --profile demo\n"
-        "region = us-east-1\n"
-        "retry_mode = standard\n"
-        "max_attempts = 3\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CREDPROC_", "AIRFLOW_CONN_"))}
     env.update({
         "AWS_CONFIG_FILE": str(config),
@@ -72,14 +68,22 @@ def run_demo(sts: str, tmp: Path) -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         "CREDPROC_CACHE_DIR": str(tmp / "cache"),
         # The initial key pair only signs AssumeRole; the local STS does not check it.
+        # The STS endpoint is service_config.sts.endpoint_url, as in Airflow: a nested value,
+        # so the extra is JSON in __extra__.
         "CREDPROC_CONN_DEMO": (
-            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/"
-            f"?role_arn={ROLE_ARN}&region_name=us-east-1&endpoint_url={sts}"
+            "aws://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYEXAMPLEKEY@/?__extra__="
+            + urllib.parse.quote(json.dumps({"role_arn": ROLE_ARN, "region_name": "us-east-1",
+                                             "service_config": {"sts": {"endpoint_url": sts}}}), safe="")
         ),
     })
     print(f"local STS (moto):      {sts}")
-    print(f"connection 'demo':     CREDPROC_CONN_DEMO = aws://AKIA...:****@/?role_arn={ROLE_ARN}&...")
-    print(f"AWS profile 'demo':    credential_process = {CREDPROC} --conn demo --profile demo\n")
+    print(f"connection 'demo':     CREDPROC_CONN_DEMO = aws://AKIA...:****@/?__extra__={{role_arn: {ROLE_ARN}, ...}}")
+    timed([str(CREDPROC), "configure", "demo", "--profile", "demo", "--region", "us-east-1", "--retry-mode",
+           "standard", "--max-attempts", "3"], env)
+    profile = configparser.ConfigParser(interpolation=None)
+    profile.read(config)
+    line = profile["profile demo"]["credential_process"]
+    print(f"AWS profile 'demo':    credential_process = {line}  (written by credproc configure)\n")
 
     aws = [str(BIN / "aws"), "sts", "get-caller-identity", "--profile", "demo", "--endpoint-url", sts]
     entry_written = None
@@ -93,9 +97,9 @@ def run_demo(sts: str, tmp: Path) -> None:
         if attempt == 1:
             entry_written = entries[0].stat().st_mtime_ns if entries else None
 
-    result, hit_time = timed([str(CREDPROC), "--conn", "demo"], env)
+    result, hit_time = timed(shlex.split(line), env)
     printed = json.loads(result.stdout)
-    print(f"3. credproc --conn demo  ->  AccessKeyId {printed['AccessKeyId']}, "
+    print(f"3. the credential_process line itself  ->  AccessKeyId {printed['AccessKeyId']}, "
           f"Expiration {printed['Expiration']}  ({hit_time * 1000:.0f} ms)")
     entries = sorted((tmp / "cache").glob("*.entry"))
     if len(entries) != 1 or entries[0].stat().st_mtime_ns != entry_written:

@@ -49,6 +49,7 @@ pytest_plugins = [
     "servers.google",
     "servers.blackhole",
     "servers.federation",
+    "servers.sso",
 ]
 
 

@@ -55,26 +55,45 @@ def free_port() -> int:
 
 def sts_at(endpoint: str) -> dict:
     """The extra fragment that sends a connection's STS calls to ``endpoint`` (and sets the
-    region to us-east-1). New tests take it from here, never spell the key themselves: where
-    the STS endpoint is written is one decision, made in this one place."""
-    return {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    region to us-east-1): ``service_config.sts.endpoint_url``, where Airflow's STS clients
+    read it. New tests take it from here, never spell the key themselves: where the STS
+    endpoint is written is one decision, made in this one place."""
+    return {**sts_endpoint(endpoint), "region_name": "us-east-1"}
+
+
+def sts_endpoint(endpoint: str | None) -> dict:
+    """:func:`sts_at` without the region: the extra fragment naming the STS endpoint alone
+    (``None``: the explicit null that leaves it to botocore)."""
+    return {"service_config": {"sts": {"endpoint_url": endpoint}}}
+
+
+def sts_toml(endpoint: str) -> str:
+    """:func:`sts_at` as the lines of a TOML connection table."""
+    return toml_lines(sts_at(endpoint))
+
+
+def toml_lines(table: dict) -> str:
+    """The keys of ``table`` as TOML lines, one ``key = value`` a line (nested values inline)."""
+    return "\n".join(f"{toml_key(str(key))} = {toml_value(value)}" for key, value in table.items())
 
 
 def conn_uri(endpoint: str, *, login: str = ACCESS_KEY, password: str | None = SECRET_KEY, **extra: str) -> str:
-    """An Airflow URI for a connection at ``endpoint``, the extras in the query string.
+    """An Airflow URI for a connection at ``endpoint`` with the string extras ``extra``.
 
-    The key pair is percent-encoded; ``password=None`` gives the login alone (``aws://KEY@/``,
-    the keyring has the secret), ``login=""`` no key pair at all."""
-    query = {**sts_at(endpoint), **extra}
-    return f"aws://{_auth(login, password)}/?{urllib.parse.urlencode(query)}"
+    A URI's query holds only flat strings, and the STS endpoint is nested
+    (``service_config.sts``): the extras go into ``__extra__`` as JSON, strings staying
+    strings, as a query would give them. The key pair is percent-encoded; ``password=None``
+    gives the login alone (``aws://KEY@/``, the keyring has the secret), ``login=""`` no key
+    pair at all."""
+    return extra_uri(dict(extra), endpoint=endpoint, login=login, password=password)
 
 
 def extra_uri(extra: dict, *, endpoint: str | None = None, login: str = ACCESS_KEY,
               password: str | None = SECRET_KEY) -> str:
     """An Airflow URI whose extra is real JSON in ``__extra__``, for nested values.
 
-    ``endpoint`` adds ``endpoint_url`` and ``region_name = "us-east-1"`` in front of ``extra``;
-    ``login`` and ``password`` as for :func:`conn_uri`."""
+    ``endpoint`` adds :func:`sts_at` (the STS endpoint and ``region_name = "us-east-1"``) in
+    front of ``extra``; ``login`` and ``password`` as for :func:`conn_uri`."""
     if endpoint is not None:
         extra = {**sts_at(endpoint), **extra}
     return f"aws://{_auth(login, password)}/?__extra__={urllib.parse.quote(json.dumps(extra), safe='')}"
@@ -317,6 +336,28 @@ def counting_wrapper(directory: Path, name: str = "counted-credproc") -> tuple[P
 def runs(log: Path) -> int:
     """How often the wrapper of :func:`counting_wrapper` was started."""
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def expiring_helper(directory: Path, seconds: float, name: str = "expiring-helper") -> tuple[Path, Path]:
+    """A ``credential_process`` that is not credproc: each run appends a line to a log and
+    prints fixed session credentials whose ``Expiration`` is ``seconds`` after the moment it
+    runs. In Python started like credproc (no ``-S``), so a run costs about what a credproc
+    cache hit does. What an SDK does with credentials that near their expiry, measured
+    without credproc's own floor in the way (tests/test_interop.py,
+    benchmarks/sdk_refresh_windows.py). Returns (the executable, its log)."""
+    log = directory / f"{name}.log"
+    helper = directory / name
+    helper.write_text(textwrap.dedent(f"""\
+        #!{sys.executable} -I
+        import time
+        with open({str(log)!r}, "a") as log:
+            log.write("run\\n")
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + {round(seconds)}))
+        print('{{"Version": 1, "AccessKeyId": "ASIAEXPIRINGEXAMPLE1", "SecretAccessKey": "expiring-secret", '
+              '"SessionToken": "expiring-token", "Expiration": "%s"}}' % expires)
+        """))
+    helper.chmod(0o755)
+    return helper, log
 
 
 # -- the OS keyring --------------------------------------------------------------------------

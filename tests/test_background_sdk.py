@@ -1,11 +1,12 @@
 """SDKs do not wait for the background refresher (issue 13, item 3).
 
 A warm one-hour entry is in its DUE window (libfaketime around the SDK process, ``faketime
--f +30m``, which credproc inherits: due at 24.5 minutes, floor at 49). credproc prints the
+-f +30m``, which credproc inherits: due at 27 minutes, floor at 54). credproc prints the
 entry at once and leaves the refresh to a detached process, whose STS hangs: the
-connection's ``endpoint_url`` leads to an address that accepts and never answers, with a
-60-second read timeout (and botocore's retries after it). The SDK's own API call goes to
-the working local STS (its endpoint is set in code or on the command line).
+connection's STS endpoint (``service_config.sts.endpoint_url``) leads to an address that
+accepts and never answers, with a 60-second read timeout (and botocore's retries after it).
+The SDK's own API call goes to the working local STS (its endpoint is set in code or on the
+command line).
 
 Each SDK of the interop suite (the AWS CLI, boto3, JavaScript v3 in both its chain and
 ``fromProcess`` forms, Go v2, Ruby) must then finish well before that hang could end (under
@@ -40,7 +41,7 @@ from test_interop import FIFTEEN_MINUTES, SESSION_ARN, go_sdk, node_sdk, ruby_sd
 
 pytestmark = pytest.mark.integration
 
-OFFSET = "+30m"  # a one-hour entry: due at 24.5 minutes, floor at 49
+OFFSET = "+30m"  # a one-hour entry: due at 27 minutes, floor at 54
 HANG_READ_TIMEOUT = 60  # seconds per attempt the refresher waits for the hanging STS
 PROMPT = 15.0  # seconds an SDK process may take, far less than the hang
 MARK = "CREDPROC_TEST_BACKGROUND_MARK"  # not credproc's: finds the processes of one test in /proc
@@ -127,8 +128,7 @@ def due(sts, env, run, switch, blackhole):
     env[MARK] = uuid.uuid4().hex
     demo_profile(env, f"{CREDPROC} --conn demo --profile demo")
     env["CREDPROC_CONN_DEMO"] = extra_uri({
-        "endpoint_url": switch.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
-        "config_kwargs": {"read_timeout": HANG_READ_TIMEOUT}})
+        "role_arn": ROLE_ARN, "config_kwargs": {"read_timeout": HANG_READ_TIMEOUT}}, endpoint=switch.url)
     env["AWS_PROFILE"] = "demo"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     warm = ok(run(["--conn", "demo", "--profile", "demo"], env), temporary=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, ok, run_together
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, ok, run_together, sts_endpoint, sts_toml
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_definition_change_is_a_new_entry(sts, env, run, change):
     variable = f"CREDPROC_CONN_{CONN.upper()}"
     original = conn_uri(sts.url, role_arn=ROLE_ARN)
     if change == "environment":  # no region of its own: the environment's is used, and keys it
-        original = extra_uri({"endpoint_url": sts.url, "role_arn": ROLE_ARN})
+        original = extra_uri({**sts_endpoint(sts.url), "role_arn": ROLE_ARN})
         env["AWS_DEFAULT_REGION"] = "us-east-1"
     env[variable] = original
     first = run(["--conn", CONN], env)
@@ -509,9 +509,8 @@ def test_sigkill_while_holding_the_lock(sts, prod, run, credproc_bin):
 
 
 def test_fifteen_minute_role_is_served_for_its_first_minutes(sts, env, run):
-    extra = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
-             "assume_role_kwargs": {"DurationSeconds": 900}}
-    env[f"CREDPROC_CONN_{CONN.upper()}"] = extra_uri(extra)
+    extra = {"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}}
+    env[f"CREDPROC_CONN_{CONN.upper()}"] = extra_uri(extra, endpoint=sts.url)
     first = run(["--conn", CONN], env)
     out = assumed(first)
     assert sts.count("AssumeRole") == 1
@@ -560,12 +559,13 @@ def _fake_body(access_key: str, expires: float) -> bytes:
     }).encode()
 
 
-@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (3000, 600), (300, 600)],
-                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-10min-left",
-                              "15min-role-5min-old"])
+@pytest.mark.parametrize("fetched_ago, expires_in", [(3300, 300), (1, 300), (3700, -100), (3250, 350), (560, 340)],
+                         ids=["1h-role-5min-left", "5min-entry", "expired", "1h-role-5min50s-left",
+                              "15min-role-9min-old"])
 def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ago, expires_in):
-    """Past the floor (less than 11 minutes left) an entry is refreshed before anything is
-    printed: an hour-long session with 10 or 5 minutes left, a 15-minute one 5 minutes old."""
+    """Past the floor (less than 6 minutes left) an entry is refreshed before anything is
+    printed: an hour-long session with 5 minutes 50 or 5 minutes left, a 15-minute one 9
+    minutes old."""
     env = prod
     now = time.time()
     entry = _store(env, _fake_body("ASIASTALESTALESTALE1", now + expires_in), now - fetched_ago, now + expires_in,
@@ -584,7 +584,7 @@ def test_nearly_expired_entry_is_not_served(sts, prod, run, tmp_path, fetched_ag
                          ids=["1h-role-new", "1h-role-23min-old", "15min-role-100s-old"])
 def test_fresh_stored_entry_is_a_hit(sts, prod, run, tmp_path, fetched_ago, expires_in):
     """Control for the test above: the same store, with an entry still fresh (before its due
-    point: 24.5 minutes into an hour, 2 minutes into 15), is served - so the slot computed
+    point: 27 minutes into an hour, 4.5 minutes into 15), is served - so the slot computed
     there is credproc's own."""
     env = prod
     now = time.time()
@@ -705,7 +705,7 @@ def test_a_miss_reads_the_definition_once_and_the_entry_only_before_and_under_th
     read the config file twice and the entry three times.)"""
     config = Path(env["CREDPROC_CONFIG"])
     config.write_text(f'[connections.{CONN}]\nlogin = "{ACCESS_KEY}"\npassword = "{SECRET_KEY}"\n'
-                      f'role_arn = "{ROLE_ARN}"\nendpoint_url = "{sts.url}"\nregion_name = "us-east-1"\n')
+                      f'role_arn = "{ROLE_ARN}"\n{sts_toml(sts.url)}\n')
     miss, opened = _opens(credproc_bin, env, tmp_path, CONN)
     assumed(miss)
     entry = str(the_entry(env))

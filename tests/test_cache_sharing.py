@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, SECRET_KEY_FORMS, conn_uri, extra_uri, ok, signing_key
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, SECRET_KEY_FORMS, conn_uri, extra_uri, ok, signing_key, sts_at
 from servers.kerberos import KRB_PASSWORD, SAML_PRINCIPAL_ARN
 from servers.sts import StsProxy
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 
 CONN = "shared"
 VARIABLE = f"CREDPROC_CONN_{CONN.upper()}"
-# The planted key pair, a role and a region, but no endpoint_url: the STS comes from the environment.
+# The planted key pair, a role and a region, but no STS endpoint: it comes from the environment.
 NO_ENDPOINT = extra_uri({"region_name": "us-east-1", "role_arn": ROLE_ARN})
 # Nothing listens there: a run that used these would fail, or would be counted nowhere.
 NOWHERE = "http://127.0.0.1:9"
@@ -111,7 +111,7 @@ def second_sts(moto):
 
 
 def test_environment_noise_never_splits_a_self_contained_connection(sts, env, run):
-    """Own key pair, region_name and endpoint_url: five environments that differ only in
+    """Own key pair, region_name and STS endpoint: five environments that differ only in
     variables the connection never reads make one AssumeRole and print the same credentials."""
     env[VARIABLE] = conn_uri(sts.url, role_arn=ROLE_ARN)
     Path(env["AWS_CONFIG_FILE"]).write_text("[profile elsewhere]\nregion = ap-southeast-2\n"
@@ -132,7 +132,7 @@ def test_environment_noise_never_splits_a_self_contained_connection(sts, env, ru
 
 
 def test_a_connection_without_an_endpoint_is_split_by_aws_endpoint_url_sts(sts, second_sts, env, run):
-    """No endpoint_url: AWS_ENDPOINT_URL_STS decides which STS answers, so two values are two
+    """No STS endpoint: AWS_ENDPOINT_URL_STS decides which STS answers, so two values are two
     entries, one AssumeRole at each STS; repeated runs under either value are hits."""
     env[VARIABLE] = NO_ENDPOINT
     at_first = {"AWS_ENDPOINT_URL_STS": sts.url}
@@ -289,8 +289,8 @@ def test_saml_is_not_split_by_the_environments_keys(sts, idp, krb_env, run):
     env = krb_env
     table = {"principal_arn": SAML_PRINCIPAL_ARN, "idp_url": idp.url, "idp_auth_method": "http_spnego_auth"}
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": {
-        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", "region_name": "us-east-1",
-        "endpoint_url": sts.url, "assume_role_with_saml": table}})
+        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", **sts_at(sts.url),
+        "assume_role_with_saml": table}})
     printed = runs(run, env, [{"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
                               {"AWS_ACCESS_KEY_ID": OTHER_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": OTHER_SECRET_KEY},
                               {"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_STS": NOWHERE}])

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, ACCOUNT, BIN, CREDPROC, ROLE_ARN, ROLE_NAME, SECRET_KEY, assert_no_secret, conn_uri, \
-    extra_uri, ok, one_error, write_toml
+from helpers import ACCESS_KEY, ACCOUNT, BIN, ROLE_ARN, ROLE_NAME, SECRET_KEY, assert_no_secret, conn_uri, \
+    extra_uri, ok, one_error, sts_at, sts_toml, write_toml
 
 TOKEN = "FwoGZXIvYXdzEXAMPLE-planted-session-token-1234567890"
 PROXY_PASSWORD = "proxy-pass-planted-42"
@@ -67,6 +67,7 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
     env = prod
     env["AIRFLOW_CONN_LEGACY_ETL"] = extra_uri({"aws_session_token": TOKEN, "region_name": "us-east-1"})
     env["CREDPROC_CONN_lower"] = "aws://"  # never read: credproc upper-cases ids
+    endpoint = sts_toml(sts.url).replace("\n", "\n        ")  # indented as the lines around it
     write_toml(env, f"""\
         [connections.staging]
         login = "{ACCESS_KEY}"
@@ -74,8 +75,7 @@ def test_list_shows_every_connection_where_and_cache_state(sts, prod, run):
 
         [connections."team.dev"]
         role_arn = "{ROLE_ARN}"
-        endpoint_url = "{sts.url}"
-        region_name = "us-east-1"
+        {endpoint}
         config_kwargs = {{ proxies = {{ https = "http://user:{PROXY_PASSWORD}@127.0.0.1:9" }} }}
 
         [connections.prod]
@@ -155,7 +155,8 @@ def test_list_ends_on_an_endless_config_file_and_names_it(env, credproc_bin):
 def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
     env["CREDPROC_CONN_LEGACY"] = extra_uri({
         "aws_account_id": ACCOUNT, "aws_iam_role": ROLE_NAME, "external_id": "x-42",
-        "aws_session_token": TOKEN, "endpoint_url": sts.url, "region_name": "us-east-1",
+        "aws_session_token": TOKEN, **sts_at(sts.url),
+        "endpoint_url": f"https://user:{PROXY_PASSWORD}@s3.example",  # the other services': not STS's
         "config_kwargs": {"proxies": {"https": f"http://user:{PROXY_PASSWORD}@127.0.0.1:9"}},
         "assume_role_with_saml": {"idp_url": "https://idp.example/", "idp_request_kwargs": {
             "auth": {"password": IDP_PASSWORD}}},
@@ -167,9 +168,14 @@ def test_show_resolves_deprecations_and_masks_every_secret(sts, env, run):
     assert "**** (definition: password)" in out and "**** (definition: aws_session_token)" in out
     assert ACCESS_KEY[-4:] in out and ACCESS_KEY not in out
     assert "deprecated" in text.stderr  # the same warnings as the main job prints
+    assert f"sts endpoint        {sts.url} (service_config.sts.endpoint_url)\n" in out
+    assert ("endpoint_url        https://user:****@s3.example (not used for STS: Airflow uses it for other "
+            "services)\n") in out
     as_json = run(["show", "legacy", "--json"], env)
     info = json.loads(ok(as_json, text=True))
     assert info["role_arn"] == ROLE_ARN and info["method"] == "assume_role"
+    assert info["sts_endpoint"] == {"url": sts.url, "from": "service_config.sts.endpoint_url"}
+    assert info["endpoint_url"] == "https://user:****@s3.example" and info["host"] is None
     assert info["config_kwargs"]["proxies"]["https"] == "http://user:****@127.0.0.1:9"
     assert info["other_extras"]["assume_role_with_saml"]["idp_request_kwargs"]["auth"]["password"] == "****"
     assert_no_secret(text, as_json, secrets=SECRETS)
@@ -420,7 +426,12 @@ CONFIG_BEFORE = (
 
 
 def expected_exe() -> str:
-    return os.path.realpath(CREDPROC)
+    """What configure writes before the arguments: the venv's python (as it is named, not
+    resolved) running credproc's launcher from the installed package."""
+    import sysconfig
+
+    launcher = Path(sysconfig.get_paths()["purelib"]) / "credproc" / "_launch.py"
+    return f"{BIN / 'python'} -I -S {launcher}"
 
 
 def configure(run, env, *args: str) -> subprocess.CompletedProcess:
@@ -536,9 +547,9 @@ def test_configure_quotes_and_validates_names(sts, env, run):
 
 
 @pytest.mark.integration
-def test_configure_never_writes_a_shim_or_python_dash_m(sts, prod, run, tmp_path):
+def test_configure_writes_the_same_line_from_python_dash_m(sts, prod, run, tmp_path):
     env = prod
-    # `python -m credproc configure` writes the venv's own bin/credproc
+    # `python -m credproc configure` writes the same line: the venv's python and its launcher
     result = subprocess.run([sys.executable, "-m", "credproc", "configure", "prod", "--profile", "viam"], env=env,
                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -546,27 +557,26 @@ def test_configure_never_writes_a_shim_or_python_dash_m(sts, prod, run, tmp_path
             in Path(env["AWS_CONFIG_FILE"]).read_text())
 
 
-def test_shim_detection(tmp_path):
-    from credproc.commands.configure import executable, is_shim
+def test_the_launcher_command_names_the_venv_python_unresolved_and_refuses_shims(tmp_path):
+    from credproc.commands.configure import launcher_command
+    from credproc.errors import ConfigError
 
+    package = tmp_path / "site-packages" / "credproc"
+    package.mkdir(parents=True)
+    (package / "_launch.py").write_text("")
+    venv_python = BIN / "python"
+    assert venv_python.is_symlink(), "the test needs a venv whose python is a link to the base one"
+    assert launcher_command(str(venv_python), str(package)) == [str(venv_python), "-I", "-S",
+                                                                str(package / "_launch.py")]
     shims = tmp_path / "shims"
     shims.mkdir()
-    shim = shims / "credproc"
-    shim.write_text('#!/usr/bin/env bash\nexec pyenv exec credproc "$@"\n')
-    shim.chmod(0o755)
-    wrapper = tmp_path / "bin" / "credproc"
-    wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/bash\nexec /opt/venv/bin/credproc "$@"\n')
-    wrapper.chmod(0o755)
-    long_launcher = tmp_path / "long" / "credproc"
-    long_launcher.parent.mkdir()
-    long_launcher.write_text("#!/bin/sh\n'''exec' \"/very/long/path/python\" \"$0\" \"$@\"\n' '''\nimport sys\n")
-    long_launcher.chmod(0o755)
-    assert is_shim(str(shim)) and is_shim(str(wrapper))
-    assert not is_shim(str(CREDPROC)) and not is_shim(str(long_launcher))
-    assert executable(str(shim), sys.executable) == str(BIN / "credproc")
-    assert executable(str(CREDPROC), "/nowhere/python") == os.path.realpath(CREDPROC)
-    assert executable("-m", sys.executable) == str(BIN / "credproc")
+    (shims / "python3").symlink_to(os.path.realpath(venv_python))
+    for python, words in ((str(shims / "python3"), "shim"), ("python3", "which Python"),
+                          (str(tmp_path / "missing"), "which Python"), (str(tmp_path), "which Python")):
+        with pytest.raises(ConfigError, match=words):
+            launcher_command(python, str(package))
+    with pytest.raises(ConfigError, match="launcher"):
+        launcher_command(str(venv_python), str(tmp_path))
 
 
 # -- the INI editor, as pure logic --------------------------------------------------------------

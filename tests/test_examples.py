@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CREDPROC
+from helpers import CREDPROC, sts_endpoint, toml_lines
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +43,14 @@ def env_file_connections(text: str) -> dict[str, tuple[str, str]]:
 
 
 def point_uri(value: str, url: str) -> tuple[str, dict]:
-    """The URI with its endpoint at ``url``; and its extra."""
+    """The URI with its STS endpoint at ``url``; and its extra. The endpoint is nested
+    (``service_config.sts``), which a flat query cannot hold: a flat one becomes ``__extra__``
+    (its values staying strings)."""
     parts = urllib.parse.urlsplit(value)
     query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    if "__extra__" in query:
-        extra = json.loads(query["__extra__"])
-        extra["endpoint_url"] = url
-        query = {"__extra__": json.dumps(extra)}
-    else:
-        query["endpoint_url"] = url
-        extra = query
+    extra = json.loads(query["__extra__"]) if "__extra__" in query else query
+    extra = {**extra, **sts_endpoint(url)}
+    query = {"__extra__": json.dumps(extra)}
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query))), extra
 
 
@@ -62,15 +60,15 @@ def point_json(value: str, url: str) -> tuple[str, dict]:
     as_string = isinstance(extra, str)
     if as_string:
         extra = json.loads(extra)
-    extra["endpoint_url"] = url
+    extra.update(sts_endpoint(url))
     data["extra"] = json.dumps(extra) if as_string else extra
     return json.dumps(data), extra
 
 
 def point_toml(text: str, url: str) -> str:
-    """The TOML text with ``endpoint_url`` added to every ``[connections.<id>]`` table."""
+    """The TOML text with the STS endpoint added to every ``[connections.<id>]`` table."""
     return re.sub(r"(?m)^(\[connections\.[A-Za-z0-9_-]+\][ \t]*)$",
-                  lambda m: f"{m.group(1)}\nendpoint_url = {json.dumps(url)}", text)
+                  lambda m: f"{m.group(1)}\n{toml_lines(sts_endpoint(url))}", text)
 
 
 def test_examples_are_valid_and_work(sts, env, run):
@@ -88,7 +86,7 @@ def test_examples_are_valid_and_work(sts, env, run):
     extras: dict[str, dict] = {}
     for conn_id, table in pointed.items():
         extra = {**table.get("extra", {}), **{k: v for k, v in table.items() if k != "extra"}}
-        assert extra["endpoint_url"] == sts.url
+        assert extra["service_config"] == sts_endpoint(sts.url)["service_config"]
         expected_roles[conn_id] = extra.get("role_arn")
         extras[conn_id] = extra
     assert "ExternalId" in extras["partner"]["assume_role_kwargs"]

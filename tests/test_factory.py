@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCOUNT, ROLE_ARN, ok, one_error, toml_value
+from helpers import ACCOUNT, ROLE_ARN, ok, one_error, sts_endpoint, toml_value
 from servers.federation import FEDERATION_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -211,7 +211,7 @@ def test_switching_factories_never_serves_the_others_credentials(fenv, run, coun
 
 def test_role_arn_is_assumed_with_the_factorys_session(sts, fenv, run, counter):
     fenv["CREDPROC_CONN_FED"] = json_conn(federation=federation(counter), role_arn=ROLE_ARN,
-                                          endpoint_url=sts.url)
+                                          **sts_endpoint(sts.url))
     before = time.time()
     out = ok(run(["--conn", "fed", "--session-factory", SEED], fenv))
 
@@ -234,7 +234,7 @@ def test_role_arn_is_assumed_with_the_factorys_session(sts, fenv, run, counter):
 
 
 def test_role_arn_with_a_factory_session_without_credentials(sts, fenv, run):
-    fenv["CREDPROC_CONN_FED"] = json_conn(role_arn=ROLE_ARN, endpoint_url=sts.url)
+    fenv["CREDPROC_CONN_FED"] = json_conn(role_arn=ROLE_ARN, **sts_endpoint(sts.url))
     one_error(run(["--conn", "fed", "--session-factory", "factory_zoo.NoCredentialsFactory"], fenv), 2,
               "connection 'fed': session factory factory_zoo.NoCredentialsFactory returned a session without "
               "credentials", alone=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, ok, one_error, \
-    run_together, runs, signing_key, toml_string, write_toml
+    run_together, runs, signing_key, sts_toml, toml_string, write_toml
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +35,10 @@ def write_aws_config(env: dict, text: str) -> None:
 def front_connection(env: dict, sts, *, role: bool = False) -> None:
     """credproc's connection: no keys of its own, the profile ``other`` for them."""
     write_toml(env, f"""\
-        [connections.{CONN}]
-        profile_name = "other"
-        region_name = "us-east-1"
-        endpoint_url = {toml_string(sts.url)}
-        """ + (f"role_arn = {toml_string(ROLE_ARN)}\n" if role else ""))
+[connections.{CONN}]
+profile_name = "other"
+{sts_toml(sts.url)}
+""" + (f"role_arn = {toml_string(ROLE_ARN)}\n" if role else ""))
 
 
 @pytest.fixture

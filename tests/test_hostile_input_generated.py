@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, conn_uri, credentials_only, stderr_verdict, \
-    toml_key, toml_value  # noqa: E402
+    sts_at, sts_endpoint, toml_key, toml_value  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def extra_values(sts_url: str) -> dict:
         "endpoint_url": endpoint | scalars,
         "host": endpoint,
         "service_config": st.one_of(
-            st.fixed_dictionaries({"sts": st.fixed_dictionaries({"endpoint_url": endpoint})}),
+            st.fixed_dictionaries({"sts": st.fixed_dictionaries({"endpoint_url": endpoint | st.none()})}),
             st.dictionaries(st.sampled_from(["sts", "s3"]) | text, json_values, max_size=2), scalars),
         "verify": st.sampled_from([True, False, "true", "false", "0", "/nonexistent/ca.pem"]) | scalars,
         "config_kwargs": config_kwargs | st.builds(json.dumps, config_kwargs) | scalars,
@@ -171,7 +171,7 @@ def extras(sts_url: str):
 
 def valid_base(sts_url: str) -> dict:
     """The extras of a connection that works: hostile inputs are layered on it (sometimes)."""
-    return {"role_arn": ROLE_ARN, "endpoint_url": sts_url, "region_name": "us-east-1"}
+    return {"role_arn": ROLE_ARN, **sts_at(sts_url)}
 
 
 # -- working connections with hostile content ---------------------------------------------------
@@ -205,7 +205,7 @@ def working(draw, sts_url: str) -> dict:
     login = draw(st.from_regex(r"\A(AKIA|ASIA)[A-Z2-7]{16}\Z") if role else any_secret)
     password = draw(printable if role else any_secret)
     token = draw(st.none() | (printable if role else any_secret))
-    extra: dict = {"endpoint_url": sts_url, "region_name": draw(st.sampled_from(["us-east-1", "eu-west-1"]))}
+    extra: dict = {**sts_endpoint(sts_url), "region_name": draw(st.sampled_from(["us-east-1", "eu-west-1"]))}
     if token is not None:
         extra["aws_session_token"] = token
     if role:
@@ -370,6 +370,59 @@ def hostile_toml(draw, sts_url: str) -> str:
     return document
 
 
+# Airflow connections files ($CREDPROC_AIRFLOW_CONNECTIONS_FILE): an extension, and the text.
+AIRFLOW_FILE_EXTENSIONS = [".json", ".yaml", ".yml", ".env", ".ENV", ".txt", ""]
+
+
+def _airflow_document(draw, extension: str, entries: dict) -> str:
+    """``entries`` written in the format of ``extension`` (anything for an unknown one)."""
+    kind = extension.lower()
+    if kind in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_dump(entries, allow_unicode=draw(st.booleans()), sort_keys=False)
+    if kind == ".env":
+        return "".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}\n" for k, v in entries.items())
+    return json.dumps(entries, allow_nan=True, indent=draw(st.sampled_from([None, 2])))
+
+
+@st.composite
+def hostile_airflow_files(draw, sts_url: str) -> tuple[str, str]:
+    """(extension, text): what Airflow's backend reads, with hostile content and shapes."""
+    extension = draw(st.sampled_from(AIRFLOW_FILE_EXTENSIONS))
+    extra = {**(valid_base(sts_url) if draw(st.booleans()) else {}), **draw(extras(sts_url))}
+    obj = draw(st.fixed_dictionaries({}, optional={
+        "conn_id": st.just("prod") | text, "conn_type": st.just("aws") | json_values,
+        "login": st.just(ACCESS_KEY) | json_values, "password": st.just(SECRET_KEY) | json_values,
+        "extra": st.just(json.dumps(extra)) | st.just(extra) | json_values, "extra_dejson": st.just(extra) | json_values,
+        "uri": hostile_uris(sts_url) | json_values, "team_name": json_values, "port": json_values,
+        "description": json_values}))
+    if draw(st.integers(0, 5)) == 0:
+        obj[draw(text)] = draw(json_values)  # a key Airflow's Connection does not take
+    value = draw(st.one_of(st.just(obj), hostile_uris(sts_url), hostile_json(sts_url), json_values,
+                           st.lists(st.just(obj) | hostile_uris(sts_url), max_size=2)))
+    conn_id = "prod" if draw(st.integers(0, 5)) else draw(text)
+    entries = {conn_id: value, **draw(st.dictionaries(text, json_values, max_size=2))}
+    document = _airflow_document(draw, extension, entries)
+    if draw(st.integers(0, 6)) == 0:  # a syntax error somewhere
+        at = draw(st.integers(0, len(document)))
+        document = document[:at] + draw(text) + document[at + draw(st.integers(0, 3)):]
+    return extension, document
+
+
+@st.composite
+def working_airflow_files(draw, sts_url: str) -> tuple[tuple[str, str], dict]:
+    spec = draw(working(sts_url))
+    extension = draw(st.sampled_from([".json", ".yaml", ".env"]))
+    if extension == ".env":
+        uri, expect = draw(working_uris(sts_url))
+        return (extension, f"# exported\nprod={uri}\n"), expect
+    extra = spec["extra"]
+    conn = {"conn_type": "aws", "login": spec["login"], "password": spec["password"],
+            "extra": json.dumps(extra) if draw(st.booleans()) else extra}
+    return (extension, _airflow_document(draw, extension, {"prod": conn})), spec["expect"]
+
+
 def either(hostile_strategy, working_strategy):
     """Half hostile text (expect nothing but the property), half working connections."""
     return hostile_strategy.map(lambda doc: (doc, None)) | working_strategy
@@ -423,6 +476,28 @@ def test_toml_definitions(sts, hostile, tmp_path, n):
 
     check()
     hostile.report("TOML files")
+
+
+@examples
+def test_airflow_connections_files(sts, hostile, tmp_path, n):
+    """The file Airflow's LocalFilesystemBackend reads, in its three formats: a working
+    connection round-trips; anything else is one line (no traceback, no secret)."""
+    pytest.importorskip("yaml")
+
+    @PROPERTY
+    @given(either(hostile_airflow_files(sts.url), working_airflow_files(sts.url)))
+    def check(case):
+        (extension, document), expect = case
+        path = tmp_path / f"connections{extension}"
+        path.write_text(document, encoding="utf-8")
+        before = len(sts.requests)
+        result = hostile({"CREDPROC_CONFIG": str(tmp_path / "none.toml"),
+                          "CREDPROC_AIRFLOW_CONNECTIONS_FILE": str(path)})
+        if expect:
+            check_round_trip(result, expect, sts, before)
+
+    check()
+    hostile.report("Airflow connections files")
 
 
 @half_examples

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ACCESS_KEY, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, counting_wrapper, credentials_only, \
-    extra_uri, stderr_verdict
+    extra_uri, stderr_verdict, sts_at
 
 pytestmark = pytest.mark.integration
 
@@ -288,7 +288,7 @@ def test_recursion_fails_fast_with_few_processes(sts, env, tmp_path, loop, visib
     is counted through the wrapper: at most 2 processes for a loop onto itself, 3 for a
     cycle of two connections; exit 2, one line, no STS call, well under 10 s."""
     program, log = counting_wrapper(tmp_path, "credproc-logged" if visible else "aws-creds-helper")
-    base = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN}
+    base = {**sts_at(sts.url), "role_arn": ROLE_ARN}
     aws_config = f"[profile loop]\ncredential_process = {program} --conn {CONN}\n"
     if loop == "profile_name":
         env[VARIABLE] = extra_uri({**base, "profile_name": "loop"}, login="")
@@ -393,8 +393,8 @@ def test_stdout_is_only_the_json_even_with_warnings_and_debug(sts, env, run):
 
     # Chained: "chained" signs with profile "base", which runs credproc --conn base.
     env["CREDPROC_CONN_BASE"] = conn_uri(sts.url, region="x")  # a warning in the child too
-    env["CREDPROC_CONN_CHAINED"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                              "role_arn": ROLE_ARN, "profile_name": "base"}, login="")
+    env["CREDPROC_CONN_CHAINED"] = extra_uri({"role_arn": ROLE_ARN, "profile_name": "base"}, endpoint=sts.url,
+                                             login="")
     Path(env["AWS_CONFIG_FILE"]).write_text(f"[profile base]\ncredential_process = {CREDPROC} --conn base\n")
     for args in (["--conn", "chained"], ["--conn", "chained", "--debug"]):
         result = run(args, env)

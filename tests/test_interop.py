@@ -36,7 +36,9 @@ from typing import Callable
 
 import pytest
 
-from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, SECRET_KEY, counting_wrapper, demo_profile, extra_uri, runs
+from credproc.cache import FLOOR
+from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, SECRET_KEY, counting_wrapper, demo_profile, \
+    expiring_helper, extra_uri, runs
 
 pytestmark = pytest.mark.integration
 
@@ -186,8 +188,7 @@ def counted(sts, env, tmp_path, credproc_bin):
     connection ``demo`` assumes ROLE_ARN at the local STS. Yields (env, counter file)."""
     wrapper, counter = counting_wrapper(tmp_path)
     demo_profile(env, f"{wrapper} --conn demo --profile demo")
-    env["CREDPROC_CONN_DEMO"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                          "role_arn": ROLE_ARN})
+    env["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN}, endpoint=sts.url)
     env["AWS_PROFILE"] = "demo"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"  # the local STS, never through a proxy
     return env, counter
@@ -228,15 +229,15 @@ FIFTEEN_MINUTES = {**OTHER_LANGUAGES, "boto3": boto3, "aws-cli": aws_cli}
 def test_fifteen_minute_role(name, request, sts, counted, record_property):
     """A role whose sessions last 15 minutes (STS's minimum), several API calls per process.
 
-    credproc serves such an entry for its first 4 minutes (cache.refresh_margin), so every
+    credproc serves such an entry for its first 9 minutes (down to cache.FLOOR), so every
     re-run in that time is a cache hit, not an STS call. botocore sees less than its
     15-minute advisory margin left and re-runs credproc before every API call; JS, Ruby and
     Go see more than their 5-minute (or zero) window and do not re-run it.
     """
     sdk = FIFTEEN_MINUTES[name](request)
     env, counter = counted
-    env["CREDPROC_CONN_DEMO"] = extra_uri({"endpoint_url": sts.url, "region_name": "us-east-1",
-                                          "role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}})
+    env["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
+                                          endpoint=sts.url)
     calls = 1 if name == "aws-cli" else CALLS
     report = sdk.run(env, sts.url, calls)
     assert_identity(report, sdk, calls)
@@ -264,3 +265,62 @@ def test_credprocs_error_reaches_the_user(sdk, sts, counted, record_property):
         assert report["error"].endswith("Could not load credentials from any providers"), report["error"]
     assert SECRET_KEY not in report["error"] + report["stderr"]
     record_property("error", report["error"])
+
+
+# -- what credproc's floor relies on (benchmarks/sdk_refresh_windows.py measures the rest) -------
+
+# When each SDK runs the process again, in seconds before the Expiration (from their sources;
+# the tests below show the window is there, and that the floor is above it).
+WINDOW = {"js-chain": 5 * 60, "js-fromProcess": 5 * 60, "ruby": 5 * 60, "go": 0}
+
+
+def expiring(env: dict, tmp_path: Path, seconds: float) -> tuple[dict, Path]:
+    """Profile ``demo`` runs a helper (not credproc) printing credentials ``seconds`` from expiry."""
+    helper, log = expiring_helper(tmp_path, seconds, name=f"expiring-{round(seconds)}")
+    demo_profile(env, str(helper))
+    env["AWS_PROFILE"] = "demo"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env, log
+
+
+def succeeded(report: dict, sdk: Sdk) -> None:
+    assert report["exit"] == 0 and "error" not in report, f"{sdk.name}: {report.get('error')}\n{report['stderr']}"
+    assert len(report["calls"]) == CALLS
+
+
+@pytest.mark.parametrize("name", list(OTHER_LANGUAGES))
+def test_with_the_floor_left_the_sdks_keep_the_credentials(name, request, sts, env, tmp_path):
+    """Credentials with FLOOR left (the least credproc prints) are taken by JS, Ruby and Go
+    and kept for several calls without running the process again: the floor is above their
+    windows. Under a 5-minute window, JS and Ruby do run it again (so this test can fail)."""
+    sdk = OTHER_LANGUAGES[name](request)
+    assert FLOOR > WINDOW[name]
+    env, log = expiring(env, tmp_path, FLOOR)
+    succeeded(sdk.run(env, sts.url), sdk)
+    assert runs(log) == sdk.runs_per_client, f"{sdk.name} ran the process {runs(log)} times"
+    if WINDOW[name]:
+        env, inside = expiring(env, tmp_path, WINDOW[name] - 60)
+        succeeded(sdk.run(env, sts.url), sdk)
+        assert runs(inside) > sdk.runs_per_client, f"{sdk.name} kept credentials inside its window"
+
+
+@pytest.mark.parametrize("minutes", [2, 9, 14], ids=["2min", "9min-mandatory", "14min-advisory"])
+def test_botocore_takes_credentials_under_its_windows_and_asks_before_every_call(minutes, request, sts, env,
+                                                                                 tmp_path):
+    """botocore does not fail on credentials with less than its 10-minute mandatory (or
+    15-minute advisory) window left: every call succeeds, and the process runs again before
+    each one (a cost: with credproc, a cache hit)."""
+    sdk = boto3(request)
+    env, log = expiring(env, tmp_path, minutes * 60)
+    succeeded(sdk.run(env, sts.url), sdk)
+    assert runs(log) == 1 + CALLS
+
+
+def test_botocore_fails_only_on_credentials_already_expired(request, sts, env, tmp_path):
+    sdk = boto3(request)
+    env, log = expiring(env, tmp_path, -60)
+    result = subprocess.run(sdk.command(sts.url, CALLS), env=env, capture_output=True, text=True, timeout=180,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "Credentials were refreshed, but the refreshed credentials are still expired" in result.stderr
+    assert runs(log) == 2 and sts.count("GetCallerIdentity") == 0  # loaded, refreshed once, refused

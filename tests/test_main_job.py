@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from helpers import ACCESS_KEY, ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, conn_uri, extra_uri, header, ok, one_error, \
-    signing_key, toml_string, write_toml
+    signing_key, sts_at, sts_toml, toml_string, write_toml
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_credproc_uri(sts, env, run):
 
 @pytest.mark.parametrize("extra_as", ["object", "json-string"])
 def test_credproc_json(sts, env, run, extra_as):
-    extra = {"endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN}
+    extra = {**sts_at(sts.url), "role_arn": ROLE_ARN}
     env["CREDPROC_CONN_PROD"] = json.dumps({
         "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
         "extra": extra if extra_as == "object" else json.dumps(extra),
@@ -107,8 +107,9 @@ def test_credproc_json(sts, env, run, extra_as):
 
 
 def test_airflow_uri_unchanged(sts, env, run):
-    # As Airflow's own Connection.get_uri() writes it: everything percent-encoded.
-    query = urllib.parse.urlencode({"region_name": "us-east-1", "role_arn": ROLE_ARN, "endpoint_url": sts.url})
+    # As Airflow's own Connection.get_uri() writes it: everything percent-encoded, and an extra
+    # with a nested value (service_config) as JSON in __extra__.
+    query = urllib.parse.urlencode({"__extra__": json.dumps({"role_arn": ROLE_ARN, **sts_at(sts.url)})})
     env["AIRFLOW_CONN_AWS_PROD"] = f"aws://{ACCESS_KEY}:{ENCODED_SECRET}@/?{query}"
     out = ok(run(["--conn", "aws_prod"], env))
     assumed(out)
@@ -121,7 +122,7 @@ def test_airflow_uri_unchanged(sts, env, run):
 def test_airflow_json(sts, env, run):
     env["AIRFLOW_CONN_AWS_PROD"] = json.dumps({
         "conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
-        "extra": {"region_name": "us-east-1", "role_arn": ROLE_ARN, "endpoint_url": sts.url},
+        "extra": {**sts_at(sts.url), "role_arn": ROLE_ARN},
     })
     assumed(ok(run(["--conn", "aws_prod"], env)))
     assert only_request(sts)["params"]["RoleArn"] == ROLE_ARN
@@ -133,8 +134,7 @@ def test_toml_keys_in_table(sts, env, run):
 login = {toml_string(ACCESS_KEY)}
 password = {toml_string(SECRET_KEY)}
 role_arn = {toml_string(ROLE_ARN)}
-endpoint_url = {toml_string(sts.url)}
-region_name = "us-east-1"
+{sts_toml(sts.url)}
 assume_role_kwargs = {{ DurationSeconds = 1800 }}
 """)
     out = ok(run(["--conn", "filed"], env))
@@ -153,8 +153,7 @@ password = {toml_string(SECRET_KEY)}
 
 [connections.filed.extra]
 role_arn = {toml_string(ROLE_ARN)}
-endpoint_url = {toml_string(sts.url)}
-region_name = "us-east-1"
+{sts_toml(sts.url)}
 """)
     assumed(ok(run(["--conn", "filed"], env)))
     request = only_request(sts)
@@ -182,8 +181,7 @@ def test_precedence_credproc_then_airflow_then_file(sts, env, run):
 login = {toml_string(ACCESS_KEY)}
 password = {toml_string(SECRET_KEY)}
 role_arn = {toml_string(role("from-file"))}
-endpoint_url = {toml_string(sts.url)}
-region_name = "us-east-1"
+{sts_toml(sts.url)}
 """)
     env["AIRFLOW_CONN_PREC"] = conn_uri(sts.url, role_arn=role("from-airflow"))
     env["CREDPROC_CONN_PREC"] = conn_uri(sts.url, role_arn=role("from-credproc"))
@@ -206,7 +204,7 @@ def test_airflow_json_with_every_field(sts, env, run):
     env["AIRFLOW_CONN_AWS_PROD"] = json.dumps({
         "conn_type": "aws", "description": "prod deploy role", "host": None, "login": ACCESS_KEY,
         "password": SECRET_KEY, "schema": None, "port": None,
-        "extra": json.dumps({"region_name": "us-east-1", "role_arn": ROLE_ARN, "endpoint_url": sts.url}),
+        "extra": json.dumps({**sts_at(sts.url), "role_arn": ROLE_ARN}),
     })
     result = run(["--conn", "aws_prod"], env)
     assumed(ok(result))
@@ -220,8 +218,7 @@ def test_toml_dotted_id_in_quotes(sts, env, run):
 login = {toml_string(ACCESS_KEY)}
 password = {toml_string(SECRET_KEY)}
 role_arn = {toml_string(ROLE_ARN)}
-endpoint_url = {toml_string(sts.url)}
-region_name = "us-east-1"
+{sts_toml(sts.url)}
 """)
     assumed(ok(run(["--conn", "team.prod"], env)))
     assert only_request(sts)["params"]["RoleSessionName"] == "credproc-team.prod"

@@ -728,7 +728,7 @@ def test_a_due_role_is_refreshed_in_the_background_off_the_cached_session(mfa_st
     first = first_run_at_the_terminal(env)
     assert mfa_sts.count("AssumeRole") == 1
 
-    due = quiet_at_the_terminal(at("+25m", ["--conn", "prod"]), env)  # the 1-hour role is due at 24.5 min
+    due = quiet_at_the_terminal(at("+28m", ["--conn", "prod"]), env)  # the 1-hour role is due at 27 min
     assert ok(due) == first and due.terminal == "" and due.stderr == ""
     refreshers.wait()
     (entry,) = entries_of(env, "prod")
@@ -737,7 +737,7 @@ def test_a_due_role_is_refreshed_in_the_background_off_the_cached_session(mfa_st
     assert header_fields(entry)[8] == "0", "a failure was recorded"
     assert mfa_sts.count("GetSessionToken") == 1 and mfa_sts.count("AssumeRole") == 2
     assumed_with_the_mfa_session(mfa_sts)
-    later = quiet_at_the_terminal(at("+26m", ["--conn", "prod"]), env)
+    later = quiet_at_the_terminal(at("+29m", ["--conn", "prod"]), env)
     assert ok(later) == renewed and later.stderr == ""
 
 
@@ -763,11 +763,11 @@ def test_an_expired_session_is_a_recorded_failure_in_the_background_and_a_prompt
     assert len(warnings) == 1 and "needs an MFA code" in warnings[0], served.stderr
     assert CODE not in served.stderr
 
-    headless_floor = headless(at("+50m", ["--conn", "prod"]), env)
+    headless_floor = headless(at("+55m", ["--conn", "prod"]), env)
     one_error(headless_floor, 1, "needs an MFA code", "mfa_process", alone=False)
 
     mfa_sts.mfa_devices[SERIAL] = NEXT_CODE
-    floor = at_terminal(at("+50m", ["--conn", "prod"]), env, PROMPT, NEXT_CODE)
+    floor = at_terminal(at("+55m", ["--conn", "prod"]), env, PROMPT, NEXT_CODE)
     asked_at_the_terminal(floor)
     assert floor.returncode == 0, floor.stderr
     assert mfa_sts.count("GetSessionToken") == 2

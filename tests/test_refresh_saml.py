@@ -1,8 +1,8 @@
 """The refresh timeline for a SAML connection: a real KDC, the SPNEGO IdP and moto's STS,
 with credproc's clock moved by libfaketime around the real executable.
 
-A one-hour role (moto's default) fetched now, in real time, is fresh for 24.5 minutes, due
-(printed at once, refreshed in the background) until 49 minutes, and past that refreshed in
+A one-hour role (moto's default) fetched now, in real time, is fresh for 27 minutes, due
+(printed at once, refreshed in the background) until 54 minutes, and past that refreshed in
 the foreground before anything is printed. Inside the due window an IdP that is down (503,
 or not listening at all) or a Kerberos ticket that is gone must not fail anyone:
 
@@ -12,7 +12,7 @@ or not listening at all) or a Kerberos ticket that is gone must not fail anyone:
   IdP again only after the backoff;
 * in the foreground (``CREDPROC_BACKGROUND_REFRESH=0``): the run itself tries, fails, and
   prints the cached credentials with that warning;
-* past the floor (50 minutes): the error, exit 1.
+* past the floor (55 minutes): the error, exit 1.
 
 Never on stderr nor in the recorded reason: an assertion, a Negotiate token, the Kerberos
 password, the cached credentials' secrets.
@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import pytest
 
-from helpers import ROLE_ARN, ok, one_error
+from helpers import ROLE_ARN, ok, one_error, sts_at
 from servers.kerberos import KRB_PASSWORD, KRB_REALM, SAML_PRINCIPAL_ARN, SpnegoIdp
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def define(env: dict, sts, idp_url: str) -> dict:
     its own region and endpoint, so its entry depends on no variable (one entry)."""
     table = {"principal_arn": SAML_PRINCIPAL_ARN, "idp_url": idp_url, "idp_auth_method": "http_spnego_auth"}
     definition = {"role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml",
-                  "region_name": "us-east-1", "endpoint_url": sts.url, "assume_role_with_saml": table}
+                  **sts_at(sts.url), "assume_role_with_saml": table}
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": definition})
     return env
 
@@ -154,7 +154,7 @@ def warning_of(result: subprocess.CompletedProcess) -> str:
 
 def assert_stale_warning(line: str, cached: dict, needles: tuple[str, ...]) -> None:
     for needle in (f"connection {CONN!r}", "refreshing its credentials failed", *needles,
-                   f"expire at {cached['Expiration']}", "more than 11 minutes"):
+                   f"expire at {cached['Expiration']}", "more than 6 minutes"):
         assert needle in line, f"{needle!r} not in {line!r}"
 
 
@@ -292,8 +292,8 @@ def test_an_outage_in_the_due_window_serves_the_cached_credentials(sts, warm, ou
     assert again.failed_since == failed.failed_since and again.failed_at > failed.failed_at
     assert again.retry_at - again.failed_at == 60
 
-    # The floor: 11 minutes before expiry nothing is printed without a refresh, so the error.
-    error = one_error(at(env, entry.fetched + 50 * MINUTE), 1, f"connection {CONN!r}", *outage.needles)
+    # The floor: 6 minutes before expiry nothing is printed without a refresh, so the error.
+    error = one_error(at(env, entry.fetched + 55 * MINUTE), 1, f"connection {CONN!r}", *outage.needles)
     assert_no_secret(error, outage.idp, first)
     assert header(env).failures == 3
     assert sts.count("AssumeRoleWithSAML") == 1
@@ -326,7 +326,7 @@ def test_in_the_foreground_the_run_itself_serves_stale_with_a_warning(sts, warm,
     assert_stale_warning(warning_of(later), first, outage.needles)
     assert header(env) == failed and outage.asked() == asked
 
-    one_error(at(env, entry.fetched + 50 * MINUTE), 1, f"connection {CONN!r}", *outage.needles)
+    one_error(at(env, entry.fetched + 55 * MINUTE), 1, f"connection {CONN!r}", *outage.needles)
     assert sts.count("AssumeRoleWithSAML") == 1
     assert_no_secret(result.stderr + later.stderr + failed.reason, outage.idp, first)
 
@@ -337,7 +337,7 @@ def test_in_the_foreground_the_run_itself_serves_stale_with_a_warning(sts, warm,
 def test_past_the_floor_an_outage_is_the_error(sts, warm, outage, at):
     env, first, entry = warm
     outage.begin()
-    result = at(env, entry.fetched + 50 * MINUTE)  # 10 minutes left
+    result = at(env, entry.fetched + 55 * MINUTE)  # 5 minutes left
     error = one_error(result, 1, f"connection {CONN!r}", *outage.needles)
     assert_no_secret(error, outage.idp, first)
     assert header(env).failures == 1, "recorded all the same"

@@ -1,10 +1,10 @@
 """The refresh timeline of an AssumeRole connection, around the real executable.
 
 A one-hour role (moto's default) is fetched now, in real time: the entry is fetched at F and
-expires at E = F + 1 h. FLOOR is 11 minutes, so (credproc.cache):
+expires at E = F + 1 h. FLOOR is 6 minutes, so (credproc.cache):
 
-* fresh until F + 24.5 min (halfway to the floor): printed, nobody asks;
-* due until E - 11 min = F + 49 min: printed at once, and a detached process refreshes it
+* fresh until F + 27 min (halfway to the floor): printed, nobody asks;
+* due until E - 6 min = F + 54 min: printed at once, and a detached process refreshes it
   (with ``CREDPROC_BACKGROUND_REFRESH=0``: refreshed in the foreground, a failure serves the
   entry with one warning: stale if error);
 * ending until E: refreshed in the foreground before anything is printed, a failure is the
@@ -15,7 +15,7 @@ A failed refresh is recorded in the entry's header, and for a backoff (30 s, dou
 
 Time is moved around the real executable with libfaketime (``helpers.run_at``), never
 inside credproc; the detached refresher inherits the run's clock. The local STS keeps the
-real clock, so ``+25m`` puts credproc 25 minutes into a one-hour role. What is asserted is
+real clock, so ``+28m`` puts credproc 28 minutes into a one-hour role. What is asserted is
 what the world sees: AssumeRole calls at the proxy, the entry on disk (its header and body),
 stdout, stderr, exit codes, the refresher process in /proc.
 
@@ -170,7 +170,7 @@ def stale_warning(result, first: dict, reason: str) -> str:
     assert len(lines) == 1 and warnings == lines, result.stderr
     warning = lines[0]
     for needle in (f"connection {CONN!r}", "refreshing its credentials failed", reason,
-                   f"expire at {first['Expiration']}", "served while more than 11 minutes are left"):
+                   f"expire at {first['Expiration']}", "served while more than 6 minutes are left"):
         assert needle in warning, f"{needle!r} not in {warning!r}"
     for secret in (*SECRET_KEY_FORMS, first["SecretAccessKey"], first["SessionToken"]):
         assert secret not in result.stderr
@@ -207,7 +207,7 @@ def test_before_the_due_point_nothing_is_asked_even_with_sts_down(sts, warm, ref
     env, first = warm(mode)
     before = stored(env)
     sts.faults = list(DOWN)
-    for offset in ("+20m", "+24m"):  # the due point is at 24.5 minutes
+    for offset in ("+20m", "+26m"):  # the due point is at 27 minutes
         served_quietly(credproc_at(offset, env), first)
     assert sts.count("AssumeRole") == 1
     assert refreshers.pids() == []
@@ -222,11 +222,11 @@ def test_at_the_due_point_the_run_prints_at_once_and_a_detached_process_refreshe
     before = stored(env)
     sts.delay["AssumeRole"] = 3.0  # the refresh takes 3 s at least: no run waits for it
 
-    result = credproc_at("+25m", env)  # half a minute past the due point
+    result = credproc_at("+28m", env)  # a minute past the due point
     served_quietly(result, first)
     assert result.seconds < 3.0, f"the run took {result.seconds:.2f}s: it waited for the refresh"
     assert len(refreshers.pids()) == 1
-    second = credproc_at("+25m", env)  # while it refreshes: printed at once, no second refresher
+    second = credproc_at("+28m", env)  # while it refreshes: printed at once, no second refresher
     served_quietly(second, first)
     assert second.seconds < 3.0 and len(refreshers.pids()) == 1
 
@@ -234,11 +234,11 @@ def test_at_the_due_point_the_run_prints_at_once_and_a_detached_process_refreshe
     renewed = stored(env)
     assert renewed.body["AccessKeyId"] != first["AccessKeyId"]
     assert renewed.failures == 0 and renewed.reason is None
-    assert renewed.fetched - before.fetched > 24 * 60, "fetched on the run's clock, 25 minutes on"
+    assert renewed.fetched - before.fetched > 27 * 60, "fetched on the run's clock, 28 minutes on"
     assert sts.count("AssumeRole") == 2, "one refresh for two due runs"
     assert signing_key(sts.requests[-1]) == ACCESS_KEY
 
-    later = credproc_at("+26m", env)
+    later = credproc_at("+29m", env)
     assert ok(later) == renewed.body and later.stderr == ""
     assert sts.count("AssumeRole") == 2
     assert refreshers.pids() == []
@@ -270,7 +270,7 @@ def test_an_outage_in_the_due_window_is_served_from_the_cache(sts, warm, refresh
     outage_begins(sts, outage)
     reached = 0 if outage == "refusing" else 1  # requests a refresh attempt makes at the proxy
 
-    served_quietly(credproc_at("+25m", env), first)  # nothing failed yet: nothing to say
+    served_quietly(credproc_at("+28m", env), first)  # nothing failed yet: nothing to say
     refreshers.wait()
     failed = stored(env)
     assert failed.failures == 1 and reason in failed.reason, failed
@@ -281,7 +281,7 @@ def test_an_outage_in_the_due_window_is_served_from_the_cache(sts, warm, refresh
     # The backoff (30 s from the failure): every run serves the entry with the warning, and
     # nobody asks: no refresher, no new request, no new failure recorded.
     for _ in range(3):
-        warning = stale_warning(credproc_at("+25m", env), first, reason)
+        warning = stale_warning(credproc_at("+28m", env), first, reason)
         assert f"next try after {clock(failed.failed_at + 30)}" in warning, warning
         assert refreshers.pids() == []
     assert sts.count("AssumeRole") == 1 + reached
@@ -289,14 +289,14 @@ def test_an_outage_in_the_due_window_is_served_from_the_cache(sts, warm, refresh
 
     # Past the backoff, the STS back: the run still serves (and says why), the refresher renews.
     outage_ends(sts)
-    result = credproc_at("+26m", env)
+    result = credproc_at("+29m", env)
     assert "next try after" not in stale_warning(result, first, reason)
     refreshers.wait()
     renewed = stored(env)
     assert renewed.failures == 0 and renewed.reason is None and renewed.failed_at is None
     assert renewed.body["AccessKeyId"] != first["AccessKeyId"]
     assert sts.count("AssumeRole") == 2 + reached
-    after = credproc_at("+26m", env)
+    after = credproc_at("+29m", env)
     assert ok(after) == renewed.body and after.stderr == ""
 
 
@@ -310,7 +310,7 @@ def test_32_processes_in_the_due_window_with_sts_hanging_start_one_refresh(sts, 
 
     procs = []
     for _ in range(32):
-        procs.append((time.monotonic(), start_at("+25m", ["--conn", CONN], env)))
+        procs.append((time.monotonic(), start_at("+28m", ["--conn", CONN], env)))
     walls: dict[int, float] = {}
     while len(walls) < len(procs) and time.monotonic() - procs[0][0] < 60:
         for i, (began, proc) in enumerate(procs):
@@ -321,7 +321,7 @@ def test_32_processes_in_the_due_window_with_sts_hanging_start_one_refresh(sts, 
     last = time.monotonic() - procs[0][0]
     results = [finish(proc, timeout=5) for _, proc in procs]
     times = sorted(walls.values())
-    print(f"\n32 processes at +25m, STS hanging: each took {times[0]:.2f}s (fastest), "
+    print(f"\n32 processes at +28m, STS hanging: each took {times[0]:.2f}s (fastest), "
           f"{statistics.median(times):.2f}s (median), {times[-1]:.2f}s (slowest); all done "
           f"{last:.2f}s after the first started; a lone hit here: {min(hit.seconds for hit in hits):.2f}s")
 
@@ -347,7 +347,7 @@ def hanging_refresher(sts, warm, refreshers) -> tuple[dict, dict, int]:
     """A due run whose refresher hangs on the STS (read timeout 30 s): (env, first, its pid)."""
     env, first = warm(read_timeout=30)
     sts.delay["AssumeRole"] = HANG
-    result = credproc_at("+25m", env)
+    result = credproc_at("+28m", env)
     served_quietly(result, first)
     # run_at read stdout and stderr to their end: a refresher holding them would have kept it.
     assert result.seconds < 10, f"the run took {result.seconds:.1f}s"
@@ -387,7 +387,7 @@ def test_a_refresher_killed_while_it_hangs_leaves_no_lock_and_an_intact_entry(st
     assert lock_is_held(lock)
 
     # Meanwhile: printed at once, no second refresher.
-    served_quietly(credproc_at("+25m", env), first)
+    served_quietly(credproc_at("+28m", env), first)
     assert refreshers.pids() == [pid] and sts.count("AssumeRole") == 2
 
     os.kill(pid, signal.SIGKILL)
@@ -397,12 +397,12 @@ def test_a_refresher_killed_while_it_hangs_leaves_no_lock_and_an_intact_entry(st
     assert list(cache_dir(env).glob("*.tmp")) == []
 
     sts.delay.clear()
-    served_quietly(credproc_at("+25m", env), first)  # no corrupt-entry warning, no failure to tell
+    served_quietly(credproc_at("+28m", env), first)  # no corrupt-entry warning, no failure to tell
     refreshers.wait()
     renewed = stored(env)
     assert renewed.body["AccessKeyId"] != first["AccessKeyId"] and renewed.failures == 0
     assert sts.count("AssumeRole") == 3
-    after = credproc_at("+26m", env)
+    after = credproc_at("+29m", env)
     assert ok(after) == renewed.body and after.stderr == ""
 
 
@@ -413,7 +413,7 @@ def test_a_refresher_killed_while_it_hangs_leaves_no_lock_and_an_intact_entry(st
 def test_past_the_floor_a_failed_refresh_is_the_error(sts, warm, refreshers, mode):
     env, first = warm(mode)
     sts.faults = list(DOWN)
-    one_error(credproc_at("+50m", env), 1, UNAVAILABLE)  # 10 minutes left
+    one_error(credproc_at("+55m", env), 1, UNAVAILABLE)  # 5 minutes left
     assert sts.count("AssumeRole") == 2, "the run itself asked"
     assert refreshers.pids() == []
     failed = stored(env)
@@ -423,9 +423,9 @@ def test_past_the_floor_a_failed_refresh_is_the_error(sts, warm, refreshers, mod
 def test_past_the_floor_a_waiter_whose_holder_failed_gets_the_error_without_asking(sts, warm, refreshers):
     env, first = warm(read_timeout=3)
     sts.delay["AssumeRole"] = HANG
-    holder = start_at("+50m", ["--conn", CONN], env)
+    holder = start_at("+55m", ["--conn", CONN], env)
     wait_until(lambda: sts.count("AssumeRole") == 2, what="the holder's AssumeRole")
-    waiter = start_at("+50m", ["--conn", CONN], env)  # finds the lock held, waits
+    waiter = start_at("+55m", ["--conn", CONN], env)  # finds the lock held, waits
     one_error(finish(holder), 1, OUTAGES["hanging"])
     one_error(finish(waiter), 1, "refreshing its credentials failed", OUTAGES["hanging"],
               "in another credproc process just now")
@@ -435,7 +435,7 @@ def test_past_the_floor_a_waiter_whose_holder_failed_gets_the_error_without_aski
 
 def test_past_the_floor_the_entry_is_refreshed_before_it_is_printed(sts, warm, refreshers):
     env, first = warm()
-    result = credproc_at("+50m", env)
+    result = credproc_at("+55m", env)
     renewed = ok(result, temporary=True)
     assert renewed["AccessKeyId"] != first["AccessKeyId"] and result.stderr == ""
     assert sts.count("AssumeRole") == 2
@@ -453,7 +453,7 @@ def test_expired_credentials_are_never_printed(sts, warm, refreshers, mode):
     assert sts.count("AssumeRole") == 2 and refreshers.pids() == []
 
 
-@pytest.mark.parametrize("offset", ["+10m", "+25m"], ids=["fresh", "due"])
+@pytest.mark.parametrize("offset", ["+10m", "+28m"], ids=["fresh", "due"])
 @pytest.mark.parametrize("mode", MODES)
 def test_an_explicit_refresh_that_fails_is_an_error(sts, warm, refreshers, mode, offset):
     """--refresh asks for new credentials: the cached ones are no answer to it."""
@@ -542,8 +542,8 @@ def test_commands_serve_the_due_entry_too(sts, warm, refreshers, mode):
 # -- the backoff ---------------------------------------------------------------------------------
 
 # Each failure comes after the backoff of the one before (30 s, 1, 2, 4 min, then 5 at most),
-# all inside the due window (24.5 to 49 minutes).
-STEPS = ["+25m", "+26m", "+28m", "+31m", "+36m", "+42m"]
+# all inside the due window (27 to 54 minutes).
+STEPS = ["+28m", "+29m", "+31m", "+34m", "+39m", "+45m"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -594,18 +594,18 @@ def test_list_and_cache_list_show_where_the_entry_is_on_its_timeline(sts, warm, 
     entry = stored(env)
     shown, _, table, _ = states("+10m", env)
     assert shown["state"] == "fresh" and shown["failure"] is None
-    assert shown["fresh_until"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.fetched + 1470))
+    assert shown["fresh_until"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry.fetched + 1620))
     assert f"fresh until {shown['fresh_until']}" in table
 
     sts.delay["AssumeRole"] = HANG  # the refresher hangs for its read timeout (15 s)
-    served_quietly(credproc_at("+25m", env), first)
+    served_quietly(credproc_at("+28m", env), first)
     refreshers.wait_for(1)
-    shown, _, table, cache_table = states("+25m", env)
+    shown, _, table, cache_table = states("+28m", env)
     assert shown["state"] == "refreshing", shown
     assert "refreshing" in table and "refreshing" in cache_table
     refreshers.wait()
 
-    shown, _, table, cache_table = states("+25m", env)
+    shown, _, table, cache_table = states("+28m", env)
     failure = shown["failure"]
     assert shown["state"] == "stale" and failure["count"] == 1, shown
     assert OUTAGES["hanging"] in failure["reason"]
@@ -617,7 +617,7 @@ def test_list_and_cache_list_show_where_the_entry_is_on_its_timeline(sts, warm, 
 
     sts.delay.clear()
     sts.faults = list(DOWN)
-    shown, _, table, _ = states("+50m", env)
+    shown, _, table, _ = states("+55m", env)
     assert shown["state"] == "ending" and "ending" in table
     shown, _, table, _ = states("+61m", env)
     assert shown["state"] == "expired" and "expired" in table
@@ -652,7 +652,7 @@ def test_a_refresher_stuck_in_a_session_factory_fails_at_its_deadline(sts, warm,
     env, first = warm({"PYTHONPATH": str(tmp_path), "CREDPROC_SESSION_FACTORY": "slow_factory.Slow",
                        "SLOW_FACTORY_FLAG": str(flag), "CREDPROC_BACKGROUND_DEADLINE": "2"})
     flag.touch()
-    served_quietly(credproc_at("+25m", env), first)
+    served_quietly(credproc_at("+28m", env), first)
     refreshers.wait_for(1)
     assert lock_is_held(lock_file(env))
     refreshers.wait(timeout=15)
@@ -660,4 +660,4 @@ def test_a_refresher_stuck_in_a_session_factory_fails_at_its_deadline(sts, warm,
     recorded = stored(env)
     assert recorded.failures == 1 and "the background refresh took more than 2 s" in recorded.reason, recorded
     assert recorded.body == first and sts.count("AssumeRole") == 1
-    stale_warning(credproc_at("+25m", env), first, "took more than 2 s")
+    stale_warning(credproc_at("+28m", env), first, "took more than 2 s")

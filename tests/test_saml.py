@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCOUNT, ROLE_ARN, ok, one_error, run_together
+from helpers import ACCOUNT, ROLE_ARN, ok, one_error, run_together, sts_at, sts_endpoint
 from servers.kerberos import KRB_USER, SAML_PRINCIPAL_ARN
 
 integration = pytest.mark.integration  # all but the pure-logic tests at the end
@@ -43,7 +43,7 @@ def define(env: dict, sts, idp, *, extra: dict | None = None, **settings) -> dic
              **settings}
     table = {k: v for k, v in table.items() if v is not None}
     definition = {"role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml",
-                  "region_name": "us-east-1", "endpoint_url": sts.url, "assume_role_with_saml": table,
+                  **sts_at(sts.url), "assume_role_with_saml": table,
                   **(extra or {})}
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": definition})
     return env
@@ -453,7 +453,7 @@ def test_example_connections_work(sts, idp, krb_env, run):
         assert table["assume_role_method"] == "assume_role_with_saml"
         assert saml["idp_auth_method"] in ("http_spegno_auth", "http_spnego_auth")
         # The same table, pointed at the local IdP and STS, for the IdP's principal and role.
-        table = {**table, "endpoint_url": sts.url, "role_arn": ROLE_ARN,
+        table = {**table, **sts_endpoint(sts.url), "role_arn": ROLE_ARN,
                  "assume_role_with_saml": {**saml, "idp_url": idp.url, "principal_arn": SAML_PRINCIPAL_ARN}}
         krb_env[f"CREDPROC_CONN_{conn_id.upper().replace('-', '_')}"] = json.dumps({"extra": table})
         sts.reset()

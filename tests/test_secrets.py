@@ -86,8 +86,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCOUNT, CREDPROC, ROLE_ARN, credentials_only, extra_uri, free_port, stderr_verdict, toml_value, \
-    use_file_keyring
+from helpers import ACCOUNT, CREDPROC, ROLE_ARN, credentials_only, extra_uri, free_port, stderr_verdict, sts_at, \
+    sts_toml, toml_value, use_file_keyring
 from servers.kerberos import KRB_PASSWORD, SAML_PRINCIPAL_ARN
 
 pytestmark = pytest.mark.integration
@@ -124,6 +124,8 @@ SECRETS = {
     "environment_token": planted("envToken"),
     "s3_config_secret": planted("s3cfgSecret"),
     "airflow_password": planted("airflowPassword"),
+    "airflow_file_password": planted("airflowFilePassword"),
+    "airflow_file_token": planted("airflowFileToken"),
     "unread_variable_secret": planted("unreadVarSecret"),
     "other_extra_password": planted("dbPassword"),
     "aws_config_secret": planted("awsConfigSecret"),
@@ -246,7 +248,7 @@ def toml_connection(env: dict, conn_id: str = CONN, **fields) -> None:
 def json_connection(sts, **extra) -> str:
     """The JSON form: login and password, the session token in the extra, and ``extra``."""
     return json.dumps({"conn_type": "aws", "login": SOURCE_KEY, "password": SECRETS["json_password"],
-                       "extra": {"endpoint_url": sts.url, "region_name": "us-east-1",
+                       "extra": {**sts_at(sts.url),
                                  "aws_session_token": SECRETS["json_token"], **extra}})
 
 
@@ -268,8 +270,7 @@ def role_from_uri(env, sts, tmp_path):
 @scenario(0)
 def role_from_json_refresh(env, sts, tmp_path):
     env[VARIABLE] = json.dumps({"conn_type": "aws", "login": SOURCE_KEY, "password": SECRETS["json_password"],
-                                "extra": json.dumps({"role_arn": ROLE_ARN, "endpoint_url": sts.url,
-                                                     "region_name": "us-east-1",
+                                "extra": json.dumps({"role_arn": ROLE_ARN, **sts_at(sts.url),
                                                      "aws_session_token": SECRETS["json_token"]})})
     return ["--conn", CONN, "--refresh"]
 
@@ -282,8 +283,7 @@ login = "{SOURCE_KEY}"
 password = "{SECRETS['toml_password']}"
 aws_session_token = "{SECRETS['toml_token']}"
 role_arn = "{ROLE_ARN}"
-endpoint_url = "{sts.url}"
-region_name = "us-east-1"
+{sts_toml(sts.url)}
 """)
     return ["--conn", CONN, "--no-cache"]
 
@@ -368,8 +368,8 @@ def deprecated_s3_config_file_refused(env, sts, tmp_path):
 
 @scenario(1)
 def half_a_key_pair(env, sts, tmp_path):
-    env[VARIABLE] = f"aws://:{urllib.parse.quote(SECRETS['uri_secret'], safe='')}@/?role_arn={ROLE_ARN}" \
-                    f"&endpoint_url={urllib.parse.quote(sts.url, safe='')}&region_name=us-east-1"
+    extra = urllib.parse.quote(json.dumps({"role_arn": ROLE_ARN, **sts_at(sts.url)}), safe="")
+    env[VARIABLE] = f"aws://:{urllib.parse.quote(SECRETS['uri_secret'], safe='')}@/?__extra__={extra}"
     return ["--conn", CONN]
 
 
@@ -447,6 +447,62 @@ def chained_connection_succeeds(env, sts, tmp_path):
 # -- people-facing commands: list, show, check, env, configure, cache, secret ------------------
 
 
+def airflow_file(env: dict, tmp_path: Path, name: str, text: str) -> None:
+    """An Airflow connections file (``$CREDPROC_AIRFLOW_CONNECTIONS_FILE``) holding ``text``."""
+    write(tmp_path / name, text)
+    env["CREDPROC_AIRFLOW_CONNECTIONS_FILE"] = str(tmp_path / name)
+
+
+def airflow_export(sts, **extra) -> dict:
+    """One connection as `airflow connections export` writes it: the planted pair, the extra as text."""
+    return {"conn_type": "aws", "description": None, "login": SOURCE_KEY, "password": SECRETS["airflow_file_password"],
+            "host": None, "port": None, "schema": None,
+            "extra": json.dumps({**sts_at(sts.url), "aws_session_token": SECRETS["airflow_file_token"], **extra})}
+
+
+@scenario(0)
+def role_from_an_airflow_yaml_export(env, sts, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    airflow_file(env, tmp_path, "connections.yaml", yaml.safe_dump({CONN: airflow_export(sts, role_arn=ROLE_ARN)}))
+    return ["--conn", CONN, "--refresh"]
+
+
+@scenario(2)
+def a_broken_airflow_json_file(env, sts, tmp_path):
+    text = json.dumps({CONN: airflow_export(sts, role_arn=ROLE_ARN)}, indent=2)
+    airflow_file(env, tmp_path, "connections.json", text.replace('"password"', '"password" ::'))  # a syntax error
+    return ["--conn", CONN]
+
+
+@scenario(2)
+def a_broken_airflow_yaml_file(env, sts, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    text = yaml.safe_dump({CONN: airflow_export(sts, role_arn=ROLE_ARN)})
+    airflow_file(env, tmp_path, "connections.yaml", text.replace("password: ", "password: [", 1))
+    return ["--conn", CONN]
+
+
+@scenario(2)
+def a_broken_line_of_an_airflow_env_file(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.env", f"{CONN} aws://{SOURCE_KEY}:{SECRETS['airflow_file_password']}@/\n")
+    return ["--conn", CONN]
+
+
+@scenario(0, command="list")
+def list_reads_the_airflow_file(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.json", json.dumps({
+        CONN: airflow_export(sts, role_arn=ROLE_ARN),
+        "bad": {**airflow_export(sts), "loginn": SECRETS["airflow_file_password"]}}))
+    return ["list"]
+
+
+@scenario(0, command="show")
+def show_masks_an_airflow_file_connection(env, sts, tmp_path):
+    airflow_file(env, tmp_path, "connections.env",
+                 f"{CONN}={uri(sts.url, password=SECRETS['airflow_file_password'], role_arn=ROLE_ARN)}\n")
+    return ["show", CONN]
+
+
 @scenario(0, command="list")
 def list_sees_every_form(env, sts, tmp_path, run, trial):
     cache_a_role(env, sts, run, trial)  # "fresh until ..." for prod
@@ -492,7 +548,7 @@ def show_json_masks_the_json_form_and_extras_of_any_name(env, sts, tmp_path):
 def show_masks_the_toml_form(env, sts, tmp_path):
     endpoint = sts.url.replace("://", f"://user:{urllib.parse.quote(SECRETS['endpoint_password'], safe='')}@")
     toml_connection(env, login=SOURCE_KEY, password=SECRETS["toml_password"], aws_session_token=SECRETS["toml_token"],
-                    role_arn=ROLE_ARN, endpoint_url=endpoint, region_name="us-east-1",
+                    role_arn=ROLE_ARN, **sts_at(endpoint),
                     config_kwargs={"proxies": {"https": proxy_url(SECRETS["proxy_password"])}})
     return ["show", CONN]
 
@@ -517,8 +573,8 @@ def show_masks_an_s3_config_file_and_deprecated_extras(env, sts, tmp_path):
 @scenario(0, command="show")
 def show_masks_the_secret_settings_of_a_saml_connection(env, sts, tmp_path):
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": {
-        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", "endpoint_url": sts.url,
-        "region_name": "us-east-1", "assume_role_with_saml": saml_table("http://localhost:1/idp", proxies=True)}})
+        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", **sts_at(sts.url),
+        "assume_role_with_saml": saml_table("http://localhost:1/idp", proxies=True)}})
     return ["show", CONN]
 
 
@@ -545,7 +601,7 @@ def check_role_from_uri(env, sts, tmp_path):
 @scenario(0, command="check")
 def check_long_term_keys_from_toml_prints_none(env, sts, tmp_path):
     toml_connection(env, login=SOURCE_KEY, password=SECRETS["toml_password"], aws_session_token=SECRETS["toml_token"],
-                    endpoint_url=sts.url, region_name="us-east-1")
+                    **sts_at(sts.url))
     return ["check", CONN, "--refresh"]
 
 
@@ -657,7 +713,7 @@ def configure_keeps_its_owners_keys_and_adds_no_secret(env, sts, tmp_path, trial
 @scenario(0, command="configure")
 def configure_writes_a_new_home_aws_config(env, sts, tmp_path, trial):
     toml_connection(env, login=SOURCE_KEY, password=SECRETS["toml_password"], aws_session_token=SECRETS["toml_token"],
-                    role_arn=ROLE_ARN, endpoint_url=sts.url, region_name="us-east-1")
+                    role_arn=ROLE_ARN, **sts_at(sts.url))
     del env["AWS_CONFIG_FILE"]  # so ~/.aws/config
     config = Path(env["HOME"]) / ".aws" / "config"
 
@@ -829,8 +885,8 @@ def saml_table(idp_url: str, *, proxies: bool = False, **settings) -> dict:
 
 def saml_connection(env: dict, sts, idp, **settings) -> None:
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": {
-        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", "region_name": "us-east-1",
-        "endpoint_url": sts.url, "assume_role_with_saml": saml_table(idp.url, **settings)}})
+        "role_arn": ROLE_ARN, "assume_role_method": "assume_role_with_saml", **sts_at(sts.url),
+        "assume_role_with_saml": saml_table(idp.url, **settings)}})
 
 
 def plant_what_the_idp_saw(trial: Trial, idp, *, pages: int) -> None:
@@ -933,7 +989,7 @@ AUDIENCE = "https://credproc.example.com/aws"
 
 def web_identity(env: dict, sts, **extra) -> None:
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": {
-        "endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
+        **sts_at(sts.url), "role_arn": ROLE_ARN,
         "assume_role_method": "assume_role_with_web_identity", **extra}})
 
 

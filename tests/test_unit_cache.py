@@ -61,9 +61,9 @@ F = 1_000_000.0  # a fetch time; the figures below are offsets from it
 
 
 @pytest.mark.parametrize("lifetime, fresh, floor", [
-    (15 * 60, 2 * 60, 4 * 60),                         # 15-min role: fresh 2 min, due 2 -> 4 min
-    (60 * 60, 24 * 60 + 30, 49 * 60),                  # 1-h role: fresh 24.5 min, due until 49 min
-    (12 * 3600, 3600, 11 * 3600 + 49 * 60),            # 12-h role: fresh 1 h (the cap), due until 11h49m
+    (15 * 60, 4 * 60 + 30, 9 * 60),                    # 15-min role: fresh 4.5 min, due 4.5 -> 9 min
+    (60 * 60, 27 * 60, 54 * 60),                       # 1-h role: fresh 27 min, due until 54 min
+    (12 * 3600, 3600, 11 * 3600 + 54 * 60),            # 12-h role: fresh 1 h (the cap), due until 11h54m
 ], ids=["15min", "1h", "12h"])
 def test_timeline_figures(lifetime, fresh, floor):
     entry = Entry(b"x", fetched=F, expires=F + lifetime)
@@ -71,8 +71,8 @@ def test_timeline_figures(lifetime, fresh, floor):
     assert entry.floor == F + floor == entry.expires - FLOOR
 
 
-@pytest.mark.parametrize("lifetime, survives", [(15 * 60, 2 * 60), (60 * 60, 24 * 60 + 30),
-                                                (12 * 3600, 10 * 3600 + 49 * 60)], ids=["15min", "1h", "12h"])
+@pytest.mark.parametrize("lifetime, survives", [(15 * 60, 4 * 60 + 30), (60 * 60, 27 * 60),
+                                                (12 * 3600, 10 * 3600 + 54 * 60)], ids=["15min", "1h", "12h"])
 def test_an_outage_from_the_due_point_goes_unnoticed_until_the_floor(lifetime, survives):
     entry = Entry(b"x", fetched=F, expires=F + lifetime)
     assert entry.floor - entry.fresh_until == survives
@@ -835,7 +835,7 @@ def places(bucket):
     return Places(bucket)
 
 
-# Entries with a one-hour lifetime, fetched ... ago: fresh until 24.5 min, due until 49 min.
+# Entries with a one-hour lifetime, fetched ... ago: fresh until 27 min, due until 54 min.
 FRESH_1H = (-60, 3540)
 DUE_1H = (-30 * 60, 30 * 60)      # 30 min left: due
 ENDING_1H = (-55 * 60, 5 * 60)    # 5 min left: past the floor
@@ -874,7 +874,7 @@ def test_due_entry_failing_fetch_serves_the_body_with_one_warning(places, capsys
     assert len(lines) == 1, lines
     assert "connection 'prod': refreshing its credentials failed (STS is unreachable (connect timeout))" in lines[0]
     assert "serving the cached ones, which expire at" in lines[0]
-    assert "served while more than 11 minutes are left" in lines[0] and "next try after" in lines[0]
+    assert "served while more than 6 minutes are left" in lines[0] and "next try after" in lines[0]
 
 
 def test_within_the_backoff_a_second_call_does_not_fetch(places, capsys):

@@ -94,33 +94,86 @@ def test_region_from_session_kwargs():
     assert conn.region_name == "us-east-2"
 
 
-def test_endpoint_service_config_wins():
+def sts_endpoint_of(extra):
+    return resolve(raw(extra)).sts_endpoint_url
+
+
+def test_the_sts_endpoint_is_service_config_sts_endpoint_url():
     conn = resolve(raw({
-        "service_config": {"sts": {"endpoint_url": "https://a.example"}},
+        "service_config": {"sts": {"endpoint_url": "https://a.example"}, "s3": {"endpoint_url": "https://s3.x"}},
         "endpoint_url": "https://b.example", "host": "https://c.example",
     }))
-    assert conn.endpoint_url == "https://a.example"
+    assert conn.sts_endpoint_url == "https://a.example"
+    assert conn.endpoint_url == "https://b.example"  # Airflow's, for the other services
 
 
-def test_endpoint_url_over_host():
-    conn = resolve(raw({"endpoint_url": "https://b.example", "host": "https://c.example"}))
-    assert conn.endpoint_url == "https://b.example"
-
-
-def test_endpoint_from_extra_host():
-    conn = resolve(raw({"host": "https://c.example"}))
-    assert conn.endpoint_url == "https://c.example"
+@pytest.mark.parametrize("extra", [
+    {"endpoint_url": "https://b.example"},
+    {"host": "https://c.example"},
+    {"endpoint_url": "https://b.example", "host": "https://c.example"},
+    {"endpoint_url": "https://b.example", "service_config": {"sts": {"endpoint_url": None}}},
+    {"endpoint_url": "https://b.example", "service_config": {"sts": {}}},
+    {"endpoint_url": "https://b.example", "service_config": {"s3": {"endpoint_url": "https://s3.x"}}},
+    {"service_config": {"sts": {"endpoint_url": ""}}},
+], ids=["endpoint_url", "host", "both", "explicit-null", "empty-sts", "s3-only", "blank"])
+def test_endpoint_url_and_host_never_name_the_sts_endpoint(extra):
+    """As Airflow's assume-role clients: no service_config.sts.endpoint_url (or null) leaves
+    the endpoint to botocore (AWS_ENDPOINT_URL_STS, the profile, the region's)."""
+    assert sts_endpoint_of(extra) is None
 
 
 def test_endpoint_service_config_as_json_string():
     conn = resolve(raw({"service_config": '{"sts": {"endpoint_url": "https://a.example"}}',
                         "endpoint_url": "https://b.example"}))
-    assert conn.endpoint_url == "https://a.example"
+    assert conn.sts_endpoint_url == "https://a.example"
 
 
-def test_endpoint_without_scheme_is_error():
-    with pytest.raises(ConfigError, match="endpoint"):
-        resolve(raw({"endpoint_url": "sts.example.com"}))
+def test_an_sts_endpoint_without_scheme_is_an_error():
+    with pytest.raises(ConfigError, match=r"service_config\.sts\.endpoint_url 'sts\.example\.com' must be a URL"):
+        sts_endpoint_of({"service_config": {"sts": {"endpoint_url": "sts.example.com"}}})
+
+
+def test_an_endpoint_url_without_scheme_is_not_stss_business():
+    assert sts_endpoint_of({"endpoint_url": "s3.example.com"}) is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"service_config": 3}, "service_config must be a table/object"),
+    ({"service_config": "not json"}, "service_config must be a table/object"),
+    ({"service_config": {"sts": "https://a.example"}}, "service_config.sts must be a table/object"),
+    ({"service_config": {"sts": {"endpoint_url": 5}}}, "service_config.sts.endpoint_url must be a string or null"),
+    ({"service_config": {"sts": {"endpoint_url": ["https://a.example"]}}},
+     "service_config.sts.endpoint_url must be a string or null, not list"),
+    ({"endpoint_url": 5}, "endpoint_url must be a string"),
+    ({"host": {"x": 1}}, "host must be a string"),
+])
+def test_a_misshapen_endpoint_names_its_path(extra, message):
+    with pytest.raises(ConfigError) as raised:
+        resolve(raw(extra))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert str(raised.value).startswith("connection 'prod' (test origin): ")
+
+
+@pytest.mark.parametrize("key, url", [
+    ("endpoint_url", "https://sts.eu-west-1.amazonaws.com"),
+    ("host", "https://vpce-0abc.sts.us-east-1.vpce.amazonaws.com"),
+    ("endpoint_url", "sts-fips.us-east-1.amazonaws.com"),
+])
+def test_an_sts_lookalike_endpoint_url_warns_that_sts_does_not_use_it(capsys, key, url):
+    assert sts_endpoint_of({key: url}) is None
+    lines = warnings(capsys)
+    assert len(lines) == 1 and f"{key} {url!r} looks like an STS endpoint" in lines[0], lines
+    assert "service_config.sts.endpoint_url" in lines[0]
+
+
+@pytest.mark.parametrize("extra", [
+    {"endpoint_url": "https://s3.eu-west-1.amazonaws.com"},
+    {"endpoint_url": "http://127.0.0.1:9000"},
+    {"endpoint_url": "https://sts.example", "service_config": {"sts": {"endpoint_url": "https://sts.example"}}},
+], ids=["s3", "local", "sts-given-too"])
+def test_other_endpoint_urls_do_not_warn(capsys, extra):
+    resolve(raw(extra))
+    assert warnings(capsys) == []
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -273,6 +326,21 @@ def test_external_id_does_not_override_assume_role_kwargs(capsys):
     assert conn.assume_role_kwargs["ExternalId"] == "new"
     lines = warnings(capsys)
     assert len(lines) == 1 and "external_id" in lines[0]
+
+
+def test_role_arn_in_assume_role_kwargs_gives_way_to_role_arn(capsys):
+    other = "arn:aws:iam::222222222222:role/other"
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": {"RoleArn": other, "DurationSeconds": 900}}))
+    assert conn.role_arn == ROLE and conn.assume_role_kwargs == {"DurationSeconds": 900,
+                                                                 "RoleSessionName": "credproc-prod"}
+    lines = warnings(capsys)
+    assert len(lines) == 1 and other in lines[0] and "ignored" in lines[0]
+
+
+def test_the_same_role_arn_in_assume_role_kwargs_is_no_warning(capsys):
+    conn = resolve(raw({"role_arn": ROLE, "assume_role_kwargs": {"RoleArn": ROLE}}))
+    assert "RoleArn" not in conn.assume_role_kwargs
+    assert warnings(capsys) == []
 
 
 def _write(path, text):

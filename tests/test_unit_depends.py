@@ -12,11 +12,12 @@ from credproc.depends import CHAIN, ENDPOINT, GOOGLE, PROFILE, REGION, variables
 from credproc.factory import BaseSessionFactory
 from credproc.resolution import Resolution
 from credproc.sources import Definition
-from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, extra_uri
+from helpers import ACCESS_KEY, ROLE_ARN, SECRET_KEY, extra_uri, sts_at
 
 ENDPOINT_URL = "http://127.0.0.1:1/sts"
 # What the connection decides itself: its region and its STS endpoint.
-OWN = {"region_name": "eu-west-1", "endpoint_url": ENDPOINT_URL}
+OWN = {**sts_at(ENDPOINT_URL), "region_name": "eu-west-1"}
+STS_ENDPOINT = {"service_config": sts_at(ENDPOINT_URL)["service_config"]}  # the endpoint alone
 ROLE = {"role_arn": ROLE_ARN}
 SAML = {**ROLE, "assume_role_method": "assume_role_with_saml",
         "assume_role_with_saml": {"idp_url": "https://idp.example/saml", "idp_auth_method": "http_spnego"}}
@@ -45,13 +46,22 @@ def test_own_keys_region_and_endpoint_without_a_role_depend_on_nothing():
     assert variables(connection_of(OWN)) == ()
 
 
+def test_a_region_in_session_kwargs_counts():
+    assert variables(connection_of({"session_kwargs": {"region_name": "eu-west-1"}, **STS_ENDPOINT})) == ()
+
+
 @pytest.mark.parametrize("extra", [
-    {"session_kwargs": {"region_name": "eu-west-1"}, "endpoint_url": ENDPOINT_URL},
-    {"region_name": "eu-west-1", "service_config": {"sts": {"endpoint_url": ENDPOINT_URL}}},
-    {"region_name": "eu-west-1", "host": ENDPOINT_URL},
-], ids=["region-in-session_kwargs", "endpoint-in-service_config", "endpoint-as-extra-host"])
-def test_region_and_endpoint_given_elsewhere_in_the_extra_count(extra):
-    assert variables(connection_of(extra)) == ()
+    {"endpoint_url": ENDPOINT_URL},
+    {"host": ENDPOINT_URL},
+    {"endpoint_url": ENDPOINT_URL, "service_config": {"sts": {"endpoint_url": None}}},
+    {"endpoint_url": ENDPOINT_URL, "service_config": {"s3": {"endpoint_url": ENDPOINT_URL}}},
+], ids=["endpoint_url", "extra-host", "explicit-null", "s3-only"])
+def test_endpoint_url_and_host_leave_the_sts_endpoint_to_the_environment(extra):
+    """They are the other services' endpoint (as in Airflow): botocore picks STS's, from
+    AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or the profile, so the entry depends on those."""
+    assert set(variables(connection_of({"region_name": "eu-west-1", **extra}))) == set(ENDPOINT)
+    assert {"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+            "AWS_PROFILE", "AWS_CONFIG_FILE"} <= set(ENDPOINT)
 
 
 @pytest.mark.parametrize("keys", [
@@ -73,7 +83,7 @@ def test_no_keys_depends_on_the_default_chain(role):
 
 
 def test_no_region_depends_on_the_region_variables_and_the_profile():
-    found = depends_on({"endpoint_url": ENDPOINT_URL, **ROLE})
+    found = depends_on({**STS_ENDPOINT, **ROLE})
     assert found == set(REGION)
     assert {"AWS_REGION", "AWS_DEFAULT_REGION", *PROFILE} == found
     assert "AWS_ACCESS_KEY_ID" not in found and "AWS_ENDPOINT_URL" not in found
@@ -87,7 +97,8 @@ def test_no_endpoint_depends_on_the_endpoint_variables_and_the_profile():
 
 
 def test_a_blank_region_or_endpoint_is_none():
-    assert depends_on({"region_name": "", "endpoint_url": "", **ROLE}) == set(REGION) | set(ENDPOINT)
+    blank = {"service_config": sts_at("")["service_config"]}
+    assert depends_on({"region_name": "", **blank, **ROLE}) == set(REGION) | set(ENDPOINT)
 
 
 def test_a_named_profile_depends_on_where_the_files_are():
@@ -196,7 +207,7 @@ def test_always_identity_variables_in_their_order(keys, region, endpoint, method
     if region:
         extra["region_name"] = "eu-west-1"
     if endpoint:
-        extra["endpoint_url"] = ENDPOINT_URL
+        extra.update(STS_ENDPOINT)
     if method:
         extra.update(ROLE, assume_role_method=method)
     found = variables(connection_of(extra, keys=keys))

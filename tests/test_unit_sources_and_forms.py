@@ -154,6 +154,18 @@ def test_parse_uri_extra_json_invalid_is_error():
         parse_uri("aws://a:b@/?__extra__=%7Bnot", ORIGIN)
 
 
+@pytest.mark.parametrize("form", ["json", "toml"])
+def test_a_definition_nested_too_deeply_is_a_config_error(form):
+    """The parsers recurse: a definition of 100 000 nested arrays is one ConfigError (exit 2),
+    not a RecursionError that looks like a bug."""
+    deep = "[" * 100_000
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        if form == "json":
+            parse_json('{"extra": ' + deep, ORIGIN)
+        else:
+            parse_toml(f"[connections.x]\nextra = {deep}\n", "config.toml")
+
+
 def test_parse_uri_extra_json_not_object_is_error():
     with pytest.raises(ConfigError, match="expected a JSON object"):
         parse_uri("aws://a:b@/?__extra__=%5B1%5D", ORIGIN)

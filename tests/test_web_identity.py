@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, free_port, ok, one_error, run_together
+from helpers import ACCESS_KEY, ACCOUNT, ROLE_ARN, SECRET_KEY, free_port, ok, one_error, run_together, sts_at, \
+    sts_endpoint, toml_key, toml_lines
 from servers.google import GOOGLE_SA_EMAIL, GOOGLE_USER_CLIENT_ID
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ FAST_FAILURE_SECONDS = 8.0
 def define(env: dict, sts, **extra) -> None:
     """Connection ``gweb``: web identity for ROLE_ARN on the local STS, plus ``extra``."""
     env[VARIABLE] = json.dumps({"conn_type": "aws", "extra": {
-        "endpoint_url": sts.url, "region_name": "us-east-1", "role_arn": ROLE_ARN,
+        **sts_at(sts.url), "role_arn": ROLE_ARN,
         "assume_role_method": "assume_role_with_web_identity", **extra}})
 
 
@@ -474,15 +475,13 @@ def test_example_connections_work(sts, genv, run, gce_metadata, google_issuer, t
     pointed = {}
     for conn_id, table in tables.items():
         assert table["assume_role_method"] == "assume_role_with_web_identity"
-        table = {**table, "endpoint_url": sts.url}
+        table = {**table, **sts_endpoint(sts.url)}
         if kinds[conn_id] == "file":
             assert table["assume_role_with_web_identity_token_file"].startswith("/var/run/secrets/")
             table["assume_role_with_web_identity_token_file"] = str(token_file)
         pointed[conn_id] = table
     Path(genv["CREDPROC_CONFIG"]).write_text("\n".join(
-        f"[connections.{conn_id}]\n" + "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, dict) else _inline(v)}"
-                                                 for k, v in table.items())
-        for conn_id, table in pointed.items()) + "\n")
+        f"[connections.{toml_key(conn_id)}]\n{toml_lines(table)}" for conn_id, table in pointed.items()) + "\n")
     for conn_id, table in pointed.items():
         result = run(["--conn", conn_id], genv)
         assert result.returncode == 0, result.stderr
@@ -496,7 +495,3 @@ def test_example_connections_work(sts, genv, run, gce_metadata, google_issuer, t
             assert params["WebIdentityToken"] == google_issuer.issued[-1]
         else:
             assert params["WebIdentityToken"] == "projected-service-account-token-0123456789"
-
-
-def _inline(table: dict) -> str:
-    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + " }"

@@ -22,8 +22,6 @@ symlink) is a miss with a warning, and is replaced; a cache that cannot be writt
 lets the run print its credentials.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -52,17 +50,25 @@ MAX_ENTRY_BYTES = 64_000  # Java's SDK refuses more than that on stdout anyway
 #                 refreshed in the         refreshed before
 #                 background               anything is printed
 #
-# * floor = E - FLOOR. Nothing credproc prints has less than FLOOR (11 minutes) left, so
-#   every SDK takes what it gets without asking again at once. Past the floor an entry is
-#   refreshed in the foreground, and a failure is an error (expired ones are never printed).
+# * floor = E - FLOOR. Nothing credproc prints has less than FLOOR (6 minutes) left. Past the
+#   floor an entry is refreshed in the foreground, and a failure is an error (expired ones are
+#   never printed). Why 6 (benchmarks/sdk_refresh_windows.py): JavaScript v3 and Ruby run the
+#   process again once less than 5 minutes remain (Ruby on every call; Java v2's source says
+#   5 too), Go only at expiry, so from 6 minutes up they keep what they get for a while. botocore runs it again
+#   before every call below 15 minutes, whatever the floor (a hit each time); below 10 its
+#   threads wait for each run instead of going on, a cost and never a failure: it raises only
+#   when the process prints credentials already expired. credproc serves an entry below 10
+#   minutes only while its refresh fails (where a higher floor would be an error instead) or
+#   is in flight. A lower floor makes the due point later: fewer STS calls, a longer outage
+#   survived.
 # * due = F + min((L - FLOOR) / 2, DUE_CAP): halfway through the time the entry may be
 #   served, and at most an hour after the fetch. From there a run prints the entry at once
 #   and leaves the refresh to a detached process, so an outage that starts at the due point
-#   goes unnoticed until the floor: 2 minutes for a 15-minute role, 24.5 minutes for a
-#   one-hour role, 10 hours 49 minutes for a 12-hour role.
+#   goes unnoticed until the floor: 4.5 minutes for a 15-minute role, 27 minutes for a
+#   one-hour role, 10 hours 54 minutes for a 12-hour role.
 # * A refresh that fails is recorded in the entry; the next try waits for a backoff that
 #   doubles from BACKOFF_FIRST to BACKOFF_MAX, and meanwhile the entry is served as it is.
-FLOOR = 11 * 60
+FLOOR = 6 * 60
 DUE_CAP = 60 * 60
 BACKOFF_FIRST = 30
 BACKOFF_MAX = 5 * 60
@@ -105,7 +111,7 @@ O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _warned: set[str] = set()
 
 
-def cache_dir(environ: Mapping[str, str]) -> str:
+def cache_dir(environ: "Mapping[str, str]") -> str:
     explicit = environ.get("CREDPROC_CACHE_DIR")
     if explicit:
         return explicit
@@ -122,7 +128,7 @@ def _hash(parts: list[bytes | str]) -> str:
     return h.hexdigest()
 
 
-def identity(definition: Definition, factory: str | None, environ: Mapping[str, str]) -> str:
+def identity(definition: "Definition", factory: str | None, environ: "Mapping[str, str]") -> str:
     """The key of a connection's bucket: a hash of its definition and its session factory.
 
     That is the definition's raw text and where it came from (so any edit is a new bucket,
@@ -130,8 +136,13 @@ def identity(definition: Definition, factory: str | None, environ: Mapping[str, 
     (which pick the code that runs). Secrets in the definition go into the hash only; the
     hash cannot be turned back into them. The environment's other variables key the entries
     inside the bucket (:meth:`Bucket.slot`)."""
-    return _hash([b"credproc-identity-2", definition.conn_id, definition.kind, definition.where,
-                  definition.text, factory or "", environ.get("CREDPROC_SESSION_FACTORY", "")])
+    parts: list[bytes | str] = [b"credproc-identity-2", definition.conn_id, definition.kind, definition.where,
+                                definition.text, factory or "", environ.get("CREDPROC_SESSION_FACTORY", "")]
+    airflow = definition.config.airflow if definition.config is not None and definition.kind == "file" else None
+    if airflow is not None:  # the lookup's next file: an edit there may change what the id means
+        parts += [b"airflow-connections-file", airflow.path, "1" if airflow.exists else "0", airflow.text,
+                  airflow.read_error]
+    return _hash(parts)
 
 
 FRESH, DUE, ENDING, EXPIRED = "fresh", "due", "ending", "expired"
@@ -239,7 +250,7 @@ class Bucket:
         names = fields[3].decode("ascii", "replace")
         return () if names == "-" else tuple(names.split(","))
 
-    def slot(self, environ: Mapping[str, str], variables: tuple[str, ...]) -> Slot:
+    def slot(self, environ: "Mapping[str, str]", variables: tuple[str, ...]) -> "Slot":
         """The entry for the values these variables have in ``environ``. The variables are a
         set: their order (a factory's ``cache_variables`` may be a Python set, ordered
         differently in every process) and repeats make no other entry."""

@@ -60,12 +60,33 @@ def describe_method(conn: AwsConnection, factory_spec: str | None) -> str:
     return "default chain"
 
 
-def where(definition: sources.Definition) -> str:
-    """Where a definition lives, for a person: the variable, or the file and its table."""
+def source(definition: sources.Definition) -> tuple[str, str]:
+    """``(kind, where)`` of the place that defines the connection: ``env`` and the variable,
+    ``file`` and the config file, ``airflow-file`` and the Airflow connections file, or
+    ``none`` and the config file that was tried."""
     if definition.kind == "env":
-        return definition.where
-    if definition.config is not None and forms.defines(definition.config, definition.conn_id):
-        return f"{tilde(definition.where)} [connections.{forms.toml_key(definition.conn_id)}]"
+        return "env", definition.where
+    config = definition.config
+    if config is not None and forms.defines(config, definition.conn_id):
+        return "file", definition.where
+    if definition.kind == "file" and config is not None and config.airflow is not None:
+        from credproc import airflow_files
+
+        if airflow_files.defines(config.airflow, definition.conn_id):
+            return "airflow-file", config.airflow.path
+    return "none", definition.where
+
+
+def where(definition: sources.Definition) -> str:
+    """Where a definition lives, for a person: the variable, or the file and its table (its
+    key in an Airflow connections file)."""
+    kind, place = source(definition)
+    if kind == "env":
+        return place
+    if kind == "file":
+        return f"{tilde(place)} [connections.{forms.toml_key(definition.conn_id)}]"
+    if kind == "airflow-file":
+        return f"{tilde(place)} [{definition.conn_id}]"
     return "not defined" + (" (boto3's default chain)" if definition.conn_id == sources.DEFAULT_CONN_ID else "")
 
 

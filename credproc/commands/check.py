@@ -1,5 +1,5 @@
 """``credproc check ID``: obtain the connection's credentials as an SDK would (through the
-cache), then ask STS ``GetCallerIdentity`` who they belong to, at the connection's endpoint.
+cache), then ask STS ``GetCallerIdentity`` who they belong to, at the connection's STS endpoint.
 
 It proves the whole path - definition, keyring, signing credentials, role, endpoint - with
 one command, and prints only what identifies the credentials, never the secrets.
@@ -59,7 +59,7 @@ def run(options: Any) -> int:
     # (only the endpoint and its settings are needed) and quietly, as the hit was.
     with _common.quiet():
         conn = resolved.connection(resolving.KEYRING_ASSUME)
-    identity = _caller_identity(resolved, printed)
+    identity, endpoint = _caller_identity(resolved, printed)
 
     served = before["state"] == "fresh" and not options.refresh
     expiration = printed.get("Expiration")
@@ -74,7 +74,7 @@ def run(options: Any) -> int:
             "access_key_id": _common.key_id(printed.get("AccessKeyId")),
             "expires": expiration, "long_term": not expiration,
             "source": "cache" if served else "fetched", "cached": cached,
-            "mfa": mfa,
+            "mfa": mfa, "sts_endpoint": endpoint,
         }, indent=2))
         return 0
     lines = [
@@ -88,6 +88,7 @@ def run(options: Any) -> int:
          else "never: long-term keys (never cached)"),
         ("source", "the cache" if served else "fetched now" + (" and cached" if cached else "")),
         ("mfa", _common.describe_mfa(mfa)),
+        ("sts endpoint", endpoint),
     ]
     lines = [(label, value) for label, value in lines if value is not None]
     width = max(len(label) for label, _ in lines)
@@ -96,26 +97,29 @@ def run(options: Any) -> int:
     return 0
 
 
-def _caller_identity(resolved: Resolution, printed: dict[str, Any]) -> GetCallerIdentityResponseTypeDef:
-    """GetCallerIdentity signed with the printed credentials, at the connection's endpoint,
-    with its TLS settings, region and retry configuration."""
+def _caller_identity(resolved: Resolution,
+                     printed: dict[str, Any]) -> tuple[GetCallerIdentityResponseTypeDef, str]:
+    """GetCallerIdentity signed with the printed credentials, at the connection's STS endpoint
+    (in a session of its profile, as its own STS calls), with its TLS settings, region and
+    retry configuration; the answer and the endpoint's URL."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     from credproc.sts import translate
 
     factory = resolved.factory(custom=False)
-    session = boto3.session.Session(aws_access_key_id=printed["AccessKeyId"],
-                                    aws_secret_access_key=printed["SecretAccessKey"],
-                                    aws_session_token=printed.get("SessionToken"),
-                                    region_name=factory.region_name)
     started = time.monotonic()
     try:
+        session = boto3.session.Session(aws_access_key_id=printed["AccessKeyId"],
+                                        aws_secret_access_key=printed["SecretAccessKey"],
+                                        aws_session_token=printed.get("SessionToken"),
+                                        region_name=factory.region_name, profile_name=factory.conn.profile_name)
         client = factory.sts_client(session)
         response = client.get_caller_identity()
+        endpoint: str = client.meta.endpoint_url
     except (BotoCoreError, ClientError) as e:
         error = translate(e, factory.conn)
         error.args = ((f"{error} (credentials were obtained; checking them with GetCallerIdentity failed "
                        f"after {time.monotonic() - started:.1f}s)"),)
         raise error from e
-    return response
+    return response, endpoint

@@ -7,9 +7,12 @@ file, the previous one is kept as ``<file>.credproc-backup``. It refuses a profi
 static keys or another credential source, in the config or the credentials file, because
 SDKs would use those and never run credproc.
 
-The command line points at this credproc by absolute path and never through a shim (pyenv
-and asdf shims cost tens of milliseconds on every run), and holds no secret: SDKs print the
-whole command line when it fails.
+The command line runs credproc's own launcher (``credproc/_launch.py``) with the venv's
+interpreter, by absolute paths: ``/venv/bin/python -I -S .../credproc/_launch.py --conn ID``.
+That costs a cache hit less than ``python -c pass`` whichever installer wrote the venv
+(pip's, pipx's and uv's console scripts differ, and pip < 26's imports ``re``), and never
+goes through a shim (pyenv and asdf shims cost tens of milliseconds on every run). It holds
+no secret: SDKs print the whole command line when it fails.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -46,15 +49,20 @@ examples:
 
 writes, in $AWS_CONFIG_FILE or else ~/.aws/config:
   [profile prod]
-  credential_process = /path/to/venv/bin/credproc --conn prod --profile prod
+  credential_process = /venv/bin/python -I -S /venv/lib/python3.X/site-packages/credproc/_launch.py --conn prod --profile prod
   region = eu-west-1
+
+That line runs credproc's own launcher with the venv's Python, isolated and without site
+until a miss needs them (the fastest start, whatever installed credproc; /venv/bin/credproc
+--conn prod works too, slower). After moving credproc to another Python (a new venv), run
+this again.
 
 Other profiles, keys and comments are kept byte for byte; the previous file is saved as
 <file>.credproc-backup. retry_mode and max_attempts govern both the SDK and credproc's own
 STS calls. A profile that already has static keys (aws_access_key_id, in the config file or
 in ~/.aws/credentials) or another source (role_arn, sso_*, web_identity_token_file) is
 refused: SDKs would use those and never run credproc. Remove them, then run this again.
-"""
+"""  # noqa: E501 - the credential_process line as configure writes it, whole
 
 
 def add_parser(subparsers: Any, common: Any) -> None:
@@ -83,47 +91,39 @@ def _positive(text: str) -> int:
     return value
 
 
-# -- which executable ----------------------------------------------------------------------
+# -- which command -------------------------------------------------------------------------
 
 
-def executable(argv0: str | None = None, python: str | None = None) -> str:
-    """The absolute path of the credproc executable to put in ``credential_process``.
+def launcher_command(python: str | None = None, package: str | None = None) -> list[str]:
+    """The program part of ``credential_process``: this interpreter, isolated and without
+    ``site``, running credproc's launcher (``credproc/_launch.py``) from this package.
 
-    ``sys.argv[0]`` when it is a credproc console script; else (a shim, ``python -m
-    credproc``) the ``credproc`` beside the running interpreter, which is the venv's own.
-    The interpreter's path is not resolved: a venv's ``bin/python`` is a symlink to the base
-    Python, whose directory has no credproc.
+    The interpreter's path is ``sys.executable`` as it is, never resolved: a venv's
+    ``bin/python`` is a symlink to the base Python, and through the link's target Python
+    would start outside the venv (``site`` finds ``pyvenv.cfg`` beside the path it was
+    started by). pipx's and uv's tool venvs are venvs like any other.
     """
-    argv0 = sys.argv[0] if argv0 is None else argv0
     python = sys.executable if python is None else python
-    if argv0 and os.path.basename(argv0) == "credproc":
-        found = os.path.realpath(argv0)  # pipx and ~/.local/bin links point into the venv
-        if os.path.isfile(found) and os.access(found, os.X_OK) and not is_shim(found):
-            return found
-    beside = Path(python).parent / "credproc"
-    if python and beside.is_file() and os.access(beside, os.X_OK) and not is_shim(str(beside)):
-        return str(beside.absolute())
-    raise ConfigError("cannot find the credproc executable to write into credential_process (running as "
-                      "`python -m credproc`, or through a shim?); run the venv's own bin/credproc configure")
+    if package is None:
+        import credproc
+
+        package = os.path.dirname(os.path.abspath(credproc.__file__))
+    launcher = os.path.join(package, "_launch.py")
+    if not python or not os.path.isabs(python) or not os.access(python, os.X_OK) or os.path.isdir(python):
+        raise ConfigError(f"cannot tell which Python runs credproc (sys.executable is {python!r}) to write into "
+                          "credential_process; run the venv's own bin/credproc configure")
+    if "shims" in Path(python).parts:
+        raise ConfigError(f"{python} is a version manager's shim, which would cost every run tens of milliseconds; "
+                          "run the venv's own bin/credproc configure")
+    if not os.path.isfile(launcher):
+        raise ConfigError(f"credproc's launcher {launcher} is not a file (credproc imported from an archive?); "
+                          "install credproc into a venv and run its bin/credproc configure")
+    return [python, "-I", "-S", launcher]
 
 
-def is_shim(path: str) -> bool:
-    """A version-manager shim (pyenv, asdf, rbenv...) or any wrapper that is not a Python
-    console script: its first line does not run a Python interpreter."""
-    if "shims" in Path(path).parts:
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return True
-    first = head.split(b"\n", 1)[0]
-    if not first.startswith(b"#!"):
-        return True  # a binary launcher (Windows) or not a script at all
-    if b"python" in os.path.basename(first[2:].split()[0] if first[2:].split() else b"").lower():
-        return False
-    # pip's launcher for interpreter paths too long for a #! line: #!/bin/sh, then exec python
-    return b"'''exec' " not in head
+def command_line(program: Sequence[str], conn_id: str, profile: str) -> str:
+    """The ``credential_process`` value, quoted as SDKs split it (as a POSIX shell would)."""
+    return " ".join(shlex.quote(part) for part in (*program, "--conn", conn_id, "--profile", profile))
 
 
 # -- the edit ------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def shadowing(profile: str, config: IniText, config_file: str, environ: Mapping[
 
 
 def configure(conn_id: str, profile: str, settings: dict[str, str], environ: Mapping[str, str],
-              exe: str) -> tuple[str, str, str | None]:
+              program: Sequence[str]) -> tuple[str, str, str | None]:
     """Edit the config file; ("written" | "unchanged", its path, the backup's path or None)."""
     path = config_path(environ)
     old = _read(path)
@@ -189,8 +189,7 @@ def configure(conn_id: str, profile: str, settings: dict[str, str], environ: Map
         raise ConfigError(f"profile {profile!r} already gets credentials without credential_process, and SDKs "
                           f"would use those instead of credproc: {'; '.join(problems)}. Remove them (or choose "
                           "another --profile), then run credproc configure again")
-    command = " ".join(shlex.quote(part) for part in (exe, "--conn", conn_id, "--profile", profile))
-    values = {"credential_process": command, **settings}
+    values = {"credential_process": command_line(program, conn_id, profile), **settings}
     header = "default" if profile == "default" else f"profile {profile}"
     config.set_options(sections[0] if sections else None, header, values)
     new = config.text()
@@ -245,15 +244,14 @@ def run(options: Any) -> int:
         settings["retry_mode"] = options.retry_mode
     if options.max_attempts:
         settings["max_attempts"] = str(options.max_attempts)
-    exe = executable()
-    state, path, backup = configure(conn_id, profile, settings, environ, exe)
+    program = launcher_command()
+    state, path, backup = configure(conn_id, profile, settings, environ, program)
     section = "[default]" if profile == "default" else f"[profile {profile}]"
     if state == "unchanged":
         _common.out(f"{section} in {path} is already up to date; nothing written")
     else:
         _common.out(f"wrote {section} in {path}" + (f" (previous file saved as {backup})" if backup else ""))
-        command = " ".join(shlex.quote(part) for part in (exe, "--conn", conn_id, "--profile", profile))
-        _common.out(f"  credential_process = {command}")
+        _common.out(f"  credential_process = {command_line(program, conn_id, profile)}")
     try:
         defined = Resolution(conn_id, environ=environ).raw() is not None
     except ConfigError:

@@ -1,11 +1,12 @@
 """``credproc list``: every connection credproc can see, one line each.
 
-Connections come from three places (see ``sources``): ``CREDPROC_CONN_<ID>``,
-``AIRFLOW_CONN_<ID>`` and the config file's ``[connections.<id>]`` tables. A variable does
-not say the exact id: ``CREDPROC_CONN_MY_CONN`` serves ``my-conn``, ``my.conn`` and
-``my_conn`` alike. So the id shown for a variable is the config file's spelling when the file
-has one that maps to it, else the variable's suffix in lower case - and the variable is
-always shown. Nothing secret is printed, and the keyring is not asked.
+Connections come from four places (see ``sources``): ``CREDPROC_CONN_<ID>``,
+``AIRFLOW_CONN_<ID>``, the config file's ``[connections.<id>]`` tables and the Airflow
+connections file's ids. A variable does not say the exact id: ``CREDPROC_CONN_MY_CONN``
+serves ``my-conn``, ``my.conn`` and ``my_conn`` alike. So the id shown for a variable is a
+file's spelling when a file has one that maps to it (the config file's first), else the
+variable's suffix in lower case - and the variable is always shown. Nothing secret is
+printed, and the keyring is not asked.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def add_parser(subparsers: Any, common: Any) -> None:
 
 
 def candidate_ids(environ: Mapping[str, str], config: sources.ConfigFile) -> list[str]:
-    """The ids of every connection defined in the environment or the config file."""
-    file_ids = _file_ids(config)
+    """The ids of every connection defined in the environment, the config file or the Airflow
+    connections file."""
+    file_ids = _file_ids(config) + _airflow_ids(config)
     by_variable: dict[str, str] = {}
     for conn_id in file_ids:  # the file spells the id exactly: prefer its spelling
         by_variable.setdefault(sources.credproc_variable(conn_id), conn_id)
@@ -82,13 +84,26 @@ def _file_ids(config: sources.ConfigFile) -> list[str]:
         return []
 
 
+def _airflow_ids(config: sources.ConfigFile) -> list[str]:
+    if config.airflow is None:
+        return []
+    from credproc import airflow_files
+
+    try:
+        return airflow_files.ids(config.airflow)
+    except ConfigError as e:
+        warn(str(e))
+        return []
+
+
 def describe(conn_id: str, environ: Mapping[str, str], config: sources.ConfigFile) -> dict[str, Any]:
     """One row: what ``list`` knows about ``conn_id`` without fetching anything."""
     resolved = Resolution(conn_id, environ=environ, config=config)
     definition = resolved.definition
     row: dict[str, Any] = {
         "id": conn_id,
-        "defined_in": {"kind": definition.kind, "where": definition.where, "shown": _common.where(definition)},
+        "defined_in": dict(zip(("kind", "where"), _common.source(definition), strict=True),
+                           shown=_common.where(definition)),
         "also_defined_in": _common.other_places(resolved),
         "method": None, "keyring_fields": [], "warnings": 0, "error": None, "mfa": None,
     }

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from credproc import resolution as resolving
+from credproc import sts_endpoint
 from credproc.commands import _common
 from credproc.commands._parser import add_command
 from credproc.errors import ConfigError
@@ -83,7 +84,9 @@ def details(conn_id: str, environ: Mapping[str, str]) -> dict[str, Any]:
         "secret_access_key": secret_source,
         "session_token": token_source,
         "region": conn.region_name,
+        "sts_endpoint": _common.mask(sts_endpoint.describe(conn, conn.region_name, environ)),
         "endpoint_url": _common.mask(conn.endpoint_url),
+        "host": _common.mask(extra.get("host") or None),
         "verify": conn.verify,
         "profile_name": conn.profile_name,
         "session_kwargs": _common.mask(conn.session_kwargs) or None,
@@ -117,6 +120,17 @@ def _describe_variables(names: list[str] | None) -> str | None:
     return "the definition and " + ", ".join(names)
 
 
+# Extras that name an endpoint credproc never sends STS calls to (Airflow neither).
+UNUSED_FOR_STS = {
+    "endpoint_url": "not used for STS: Airflow uses it for other services",
+    "host": "not used for STS: the deprecated spelling of endpoint_url, for other services",
+}
+
+
+def _describe_endpoint(endpoint: dict[str, str | None]) -> str:
+    return f"{endpoint['url'] or 'none'} ({endpoint['from']})"
+
+
 def run(options: Any) -> int:
     info = details(options.conn_id, os.environ)
     if options.json:
@@ -130,7 +144,9 @@ def run(options: Any) -> int:
         ("access key id", info["access_key_id"] or "none in the definition"),
         ("login", info.get("login")),
         ("secret key", info["secret_access_key"]), ("session token", info["session_token"]),
-        ("region", info["region"]), ("endpoint", info["endpoint_url"]), ("verify", info["verify"]),
+        ("region", info["region"]), ("sts endpoint", _describe_endpoint(info["sts_endpoint"])),
+        *[(key, f"{info[key]} ({note})") for key, note in UNUSED_FOR_STS.items() if info[key]],
+        ("verify", info["verify"]),
         ("profile_name", info["profile_name"]), ("session_kwargs", info["session_kwargs"]),
         ("config_kwargs", info["config_kwargs"]), ("session factory", info["session_factory"]),
         ("other extras", info["other_extras"]), ("keyring", info["keyring"]),

@@ -3,7 +3,9 @@
 * ``moto``: moto's STS (and IAM) over HTTP, once per session;
 * ``sts``: the proxy in front of it for one test (``sts.url`` to point connections at),
   reset before and after: it counts requests per STS ``Action`` (``sts.count``), keeps them
-  (``sts.requests``: action, parameters, headers, so a test sees the signing key), and can
+  (``sts.requests``: action, parameters, headers, so a test sees the signing key; ``at``,
+  when it arrived, by ``time.monotonic()``; ``status``, the HTTP status answered, and
+  ``issued``, the access key id the answer handed out, if any), and can
   delay answers (``sts.delay``), answer faults instead (``sts.faults``), or stop listening
   so that connections are refused (``sts.refuse()``, ``sts.accept()``). Answers still held
   by a delay when the test ends are dropped, and the proxy listens again. It can also check
@@ -191,7 +193,9 @@ class StsProxy:
         action = params.get("Action", "?")
         with self.lock:
             self.calls[action] = self.calls.get(action, 0) + 1
-            self.requests.append({"action": action, "params": params, "headers": dict(request.headers)})
+            record = {"action": action, "params": params, "headers": dict(request.headers),
+                      "at": time.monotonic(), "status": None, "issued": None}
+            self.requests.append(record)
             delay = self.delay.get(action, 0.0)
             fault = self.faults.pop(0) if self.faults else None
             released = self._released
@@ -200,6 +204,7 @@ class StsProxy:
             return
         if fault:
             status, code = fault
+            record["status"] = status
             self._error(request, status, code, f"injected {code}")
             return
         with self.lock:
@@ -207,6 +212,7 @@ class StsProxy:
             if refusal is not None:
                 self.denied.append((action, refusal[1], refusal[2]))
         if refusal is not None:
+            record["status"] = refusal[0]
             self._error(request, *refusal)
             return
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
@@ -219,6 +225,10 @@ class StsProxy:
                 if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date")}
         if action == "GetSessionToken" and response.status == 200:
             data = self._new_session(params, data)
+        issued = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", data)
+        with self.lock:
+            record["status"] = response.status
+            record["issued"] = issued.group(1).decode() if issued else None
         self._answer(request, response.status, keep, data)
 
     def _error(self, request, status: int, code: str, message: str) -> None:
