@@ -4,8 +4,8 @@
 botocore, in a fresh process each time, times
 ``botocore.session.get_session().get_credentials().get_frozen_credentials()``: the default
 chain, which finds either ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` (the server, the token in
-its file) or ``AWS_PROFILE=bench`` (``credential_process = credproc --conn bench``, which
-finds its cache entry: the hit). Both read the same cache entry, fetched once. Rounds are
+its file) or ``AWS_PROFILE=bench`` (the ``credential_process`` line ``credproc configure``
+writes, which finds its cache entry: the hit). Both read the same cache entry, fetched once. Rounds are
 interleaved; reported: median lookup time of each (the import of botocore is outside the
 timing, it is the same for both), and the ratio credential_process / server.
 
@@ -55,7 +55,9 @@ def main() -> None:
     with counting_sts() as proxy, tempfile.TemporaryDirectory() as tmp:
         env = isolated_env(Path(tmp), proxy.url)
         env["XDG_RUNTIME_DIR"] = tmp
-        Path(env["AWS_CONFIG_FILE"]).write_text(f"[profile bench]\ncredential_process = {CREDPROC} --conn bench\n")
+        # The credential_process line users get: what `credproc configure` writes (credproc's launcher)
+        subprocess.run([str(CREDPROC), "configure", "bench", "--profile", "bench"], env=env, check=True,
+                       capture_output=True, stdin=subprocess.DEVNULL, cwd=env["HOME"])
         server, printed = start_server(env)  # fetches the entry both read
         try:
             configs = {

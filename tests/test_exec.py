@@ -246,10 +246,10 @@ for line in sys.stdin:
 
 def test_a_long_running_child_keeps_working_across_refreshes(sts, demo, tmp_path):
     """A 15-minute role: botocore asks the server at every call (less than 15 minutes left),
-    the server answers from the cache, refreshes ahead at 2 minutes and in the foreground
-    past the 11-minute floor; the child's one session signs with each new role session in
+    the server answers from the cache, refreshes ahead at 4.5 minutes and in the foreground
+    past the floor (6 minutes left); the child's one session signs with each new role session in
     turn. (The local STS dates expiries by the real clock, so that every role session ages
-    with the moved one: 5 minutes is as far as a 15-minute role goes.)"""
+    with the moved one: 10 minutes is as far as a 15-minute role goes.)"""
     from helpers import CREDPROC
 
     demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
@@ -267,11 +267,11 @@ def test_a_long_running_child_keeps_working_across_refreshes(sts, demo, tmp_path
 
     try:
         keys = [call()["key"]]
-        clock.write_text("+3m\n")  # due: served as is, and refreshed ahead by the server
+        clock.write_text("+5m\n")  # due: served as is, and refreshed ahead by the server
         call()  # it signs with the entry found due (what it prints may be the refreshed one already)
         wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
         keys.append(call()["key"])
-        clock.write_text("+5m\n")  # 10 minutes left, past the floor: fetched before the answer
+        clock.write_text("+10m\n")  # past the floor of the new entry: fetched before the answer
         keys.append(call()["key"])
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0

@@ -331,7 +331,7 @@ def wait_for(condition, what: str, timeout: float = 60) -> None:
 
 
 def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, demo, serving, tmp_path, run):
-    """A 15-minute role is due 2 minutes after its fetch: the request that finds it due gets
+    """A 15-minute role is due 4.5 minutes after its fetch: the request that finds it due gets
     it at once, the server's refresher thread assumes the role again under the entry's lock,
     and credential_process then finds the new entry fresh (a hit)."""
     demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
@@ -340,7 +340,7 @@ def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, de
     server = serving(["demo"], faked)
     auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
     first = json.loads(server.request("/credentials/demo", auth)[2])
-    clock.write_text("+3m\n")
+    clock.write_text("+5m\n")
     status, _, body = server.request("/credentials/demo", auth)
     assert status == 200 and json.loads(body)["AccessKeyId"] == first["AccessKeyId"]  # due: served as is
     wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
@@ -360,14 +360,14 @@ def test_a_failing_refresh_serves_the_entry_and_says_so(sts, demo, serving, tmp_
     auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
     first = json.loads(server.request("/credentials/demo", auth)[2])
     sts.faults.extend([(503, "ServiceUnavailable")] * 5)
-    clock.write_text("+3m\n")
+    clock.write_text("+5m\n")
     assert json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] == first["AccessKeyId"]
     wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
     time.sleep(1)
     assert json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] == first["AccessKeyId"]
-    clock.write_text("+210\n")  # more than 11 minutes left: still served
+    clock.write_text("+7m\n")  # above the floor (9 minutes after the fetch): still served
     assert server.request("/credentials/demo", auth)[0] == 200
-    clock.write_text("+5m\n")  # 10 minutes left: refreshed before the answer, which is the error
+    clock.write_text("+10m\n")  # past the floor: refreshed before the answer, which is the error
     status, _, body = server.request("/credentials/demo", auth)
     assert status == 502 and b"AccessKeyId" not in body
     assert "ServiceUnavailable" in json.loads(body)["message"]
@@ -385,7 +385,7 @@ def test_an_ending_entry_is_fetched_before_the_answer(sts, demo, serving, tmp_pa
     server = serving(["demo"], faked)
     auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
     first = json.loads(server.request("/credentials/demo", auth)[2])
-    clock.write_text("+6m\n")  # 9 minutes left, below the 11-minute floor
+    clock.write_text("+10m\n")  # 5 minutes left, below the 6-minute floor
     after = json.loads(server.request("/credentials/demo", auth)[2])
     assert after["AccessKeyId"] != first["AccessKeyId"] and sts.count("AssumeRole") == 2
 
