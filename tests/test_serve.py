@@ -330,16 +330,24 @@ def wait_for(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, demo, serving, tmp_path, run):
-    """A 15-minute role is due 4.5 minutes after its fetch: the request that finds it due gets
-    it at once, the server's refresher thread assumes the role again under the entry's lock,
-    and credential_process then finds the new entry fresh (a hit)."""
-    demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
-                                           endpoint=sts.url)
+def short_role_served(sts, demo: dict, serving, tmp_path: Path, **extra) -> tuple:
+    """Connection ``demo``, a 15-minute role (plus ``extra``), served under a clock the test
+    moves: (server, the request headers, the clock file, the faked environment, the first
+    credentials served)."""
+    demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900},
+                                            **extra}, endpoint=sts.url)
     faked, clock = faked_clock(tmp_path, demo)
     server = serving(["demo"], faked)
     auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
     first = json.loads(server.request("/credentials/demo", auth)[2])
+    return server, auth, clock, faked, first
+
+
+def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, demo, serving, tmp_path, run):
+    """A 15-minute role is due 4.5 minutes after its fetch: the request that finds it due gets
+    it at once, the server's refresher thread assumes the role again under the entry's lock,
+    and credential_process then finds the new entry fresh (a hit)."""
+    server, auth, clock, faked, first = short_role_served(sts, demo, serving, tmp_path)
     clock.write_text("+5m\n")
     status, _, body = server.request("/credentials/demo", auth)
     assert status == 200 and json.loads(body)["AccessKeyId"] == first["AccessKeyId"]  # due: served as is
@@ -352,13 +360,8 @@ def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, de
 
 
 def test_a_failing_refresh_serves_the_entry_and_says_so(sts, demo, serving, tmp_path):
-    demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900},
-                                            "config_kwargs": {"retries": {"total_max_attempts": 1}}},
-                                           endpoint=sts.url)
-    faked, clock = faked_clock(tmp_path, demo)
-    server = serving(["demo"], faked)
-    auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
-    first = json.loads(server.request("/credentials/demo", auth)[2])
+    server, auth, clock, _, first = short_role_served(
+        sts, demo, serving, tmp_path, config_kwargs={"retries": {"total_max_attempts": 1}})
     sts.faults.extend([(503, "ServiceUnavailable")] * 5)
     clock.write_text("+5m\n")
     assert json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] == first["AccessKeyId"]
@@ -379,12 +382,7 @@ def test_a_failing_refresh_serves_the_entry_and_says_so(sts, demo, serving, tmp_
 
 
 def test_an_ending_entry_is_fetched_before_the_answer(sts, demo, serving, tmp_path):
-    demo["CREDPROC_CONN_DEMO"] = extra_uri({"role_arn": ROLE_ARN, "assume_role_kwargs": {"DurationSeconds": 900}},
-                                           endpoint=sts.url)
-    faked, clock = faked_clock(tmp_path, demo)
-    server = serving(["demo"], faked)
-    auth = {"Host": f"127.0.0.1:{server.port}", "Authorization": server.token}
-    first = json.loads(server.request("/credentials/demo", auth)[2])
+    server, auth, clock, _, first = short_role_served(sts, demo, serving, tmp_path)
     clock.write_text("+10m\n")  # 5 minutes left, below the 6-minute floor
     after = json.loads(server.request("/credentials/demo", auth)[2])
     assert after["AccessKeyId"] != first["AccessKeyId"] and sts.count("AssumeRole") == 2
