@@ -43,6 +43,17 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"  # with a '/', as real 
 SECRET_KEY_FORMS = (SECRET_KEY, urllib.parse.quote(SECRET_KEY, safe=""))
 
 
+def wait_for(condition, what: str, timeout: float = 15):
+    """Poll ``condition`` until it returns something true, and return that; fail the test,
+    naming ``what``, after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:g}s: {what}")
+        time.sleep(0.02)
+    return value
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
     with socket.socket() as s:

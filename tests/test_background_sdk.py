@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, demo_profile, extra_uri, ok, signing_key
+from helpers import ACCOUNT, CREDPROC, ROLE_ARN, SECRET_KEY, demo_profile, extra_uri, ok, signing_key, wait_for
 from test_interop import FIFTEEN_MINUTES, SESSION_ARN, go_sdk, node_sdk, ruby_sdk  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -216,14 +216,6 @@ def kill(pid: int) -> None:
         time.sleep(0.05)
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
 
 
 # -- the test ------------------------------------------------------------------------------------
@@ -261,8 +253,8 @@ def test_sdk_does_not_wait_for_the_background_refresher(name, request, sts, due,
     fields = stat(pid)
     # setsid in the middle process, then a second fork: a session of its own, not its leader
     assert int(fields[3]) not in (os.getsid(0), pid), f"the refresher's session: {fields[3]}"
-    wait_for(lambda: blackhole.accepted >= 1 and switch.accepted.get(blackhole.address, 0) >= 1, 20,
-             "the refresher's AssumeRole to reach the hanging STS")
+    wait_for(lambda: blackhole.accepted >= 1 and switch.accepted.get(blackhole.address, 0) >= 1,
+             "the refresher's AssumeRole to reach the hanging STS", timeout=20)
 
     # Its descriptors: /dev/null on 0-2, the lock, and the sockets it opened to the hanging STS;
     # no pipe (nor any other file) of the SDK's.

@@ -19,9 +19,9 @@ import subprocess
 
 import pytest
 
-from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, extra_uri, one_error
+from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, extra_uri, one_error, wait_for
 from test_interop import INTEROP, JS_DIR, go_sdk, node_sdk, ruby_sdk  # noqa: F401 - the SDK fixtures, shared
-from test_serve import BOTO3_IDENTITY, faked_clock, identity, wait_for
+from test_serve import BOTO3_IDENTITY, faked_clock, identity
 
 pytestmark = pytest.mark.integration
 
@@ -269,7 +269,7 @@ def test_a_long_running_child_keeps_working_across_refreshes(sts, demo, tmp_path
         keys = [call()["key"]]
         clock.write_text("+5m\n")  # due: served as is, and refreshed ahead by the server
         call()  # it signs with the entry found due (what it prints may be the refreshed one already)
-        wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
+        wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead", timeout=60)
         keys.append(call()["key"])
         clock.write_text("+10m\n")  # past the floor of the new entry: fetched before the answer
         keys.append(call()["key"])

@@ -49,6 +49,7 @@ from helpers import (
     signing_key,
     start_at,
     stderr_verdict,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -142,14 +143,6 @@ def clock(when: float) -> str:
 def backoff(failures: int) -> int:
     """The interval the design states: 30 s, doubling, at most 5 minutes."""
     return min(30 * 2 ** (failures - 1), 300)
-
-
-def wait_until(condition, timeout: float = 15, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {what}")
-        time.sleep(0.02)
 
 
 # -- checks on a run --------------------------------------------------------------------------
@@ -331,8 +324,8 @@ def test_32_processes_in_the_due_window_with_sts_hanging_start_one_refresh(sts, 
     assert last < read_timeout, "a process waited as long as the hanging refresh"
     # The refresher may still be loading boto3 when the last run exits: its one request
     # arrives in its own time (and a second one would fail the count after it gives up).
-    wait_until(lambda: sts.count("AssumeRole") >= 2, timeout=read_timeout,
-               what="the refresher's request reaching the STS")
+    wait_for(lambda: sts.count("AssumeRole") >= 2, "the refresher's request reaching the STS",
+             timeout=read_timeout)
 
     refreshers.wait(timeout=read_timeout + 10)  # it gives up at its read timeout
     failed = stored(env)
@@ -351,7 +344,7 @@ def hanging_refresher(sts, warm, refreshers) -> tuple[dict, dict, int]:
     served_quietly(result, first)
     # run_at read stdout and stderr to their end: a refresher holding them would have kept it.
     assert result.seconds < 10, f"the run took {result.seconds:.1f}s"
-    wait_until(lambda: sts.count("AssumeRole") == 2, what="the refresher's AssumeRole")
+    wait_for(lambda: sts.count("AssumeRole") == 2, "the refresher's AssumeRole")
     pids = refreshers.pids()
     assert len(pids) == 1, pids
     return env, first, pids[0]
@@ -391,7 +384,7 @@ def test_a_refresher_killed_while_it_hangs_leaves_no_lock_and_an_intact_entry(st
     assert refreshers.pids() == [pid] and sts.count("AssumeRole") == 2
 
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: pid not in refreshers.pids(), what="the killed refresher gone")
+    wait_for(lambda: pid not in refreshers.pids(), "the killed refresher gone")
     assert not lock_is_held(lock), "the lock outlived its holder"
     assert stored(env) == before, "the entry changed"
     assert list(cache_dir(env).glob("*.tmp")) == []
@@ -424,7 +417,7 @@ def test_past_the_floor_a_waiter_whose_holder_failed_gets_the_error_without_aski
     env, first = warm(read_timeout=3)
     sts.delay["AssumeRole"] = HANG
     holder = start_at("+55m", ["--conn", CONN], env)
-    wait_until(lambda: sts.count("AssumeRole") == 2, what="the holder's AssumeRole")
+    wait_for(lambda: sts.count("AssumeRole") == 2, "the holder's AssumeRole")
     waiter = start_at("+55m", ["--conn", CONN], env)  # finds the lock held, waits
     one_error(finish(holder), 1, OUTAGES["hanging"])
     one_error(finish(waiter), 1, "refreshing its credentials failed", OUTAGES["hanging"],
@@ -514,7 +507,7 @@ def test_foreground_a_due_entry_is_printed_while_another_process_refreshes_it(st
     env, first = warm(FOREGROUND, read_timeout=3)
     sts.delay["AssumeRole"] = HANG
     holder = start_at("+45m", ["--conn", CONN], env)
-    wait_until(lambda: sts.count("AssumeRole") == 2, what="the holder's AssumeRole")
+    wait_for(lambda: sts.count("AssumeRole") == 2, "the holder's AssumeRole")
     other = run_at("+45m", ["--conn", CONN], env)  # finds the lock held
     assert holder.poll() is None, "the holder is still waiting for STS"
     assert ok(other) == first and other.stderr == ""

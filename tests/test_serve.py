@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, extra_uri, ok, one_error
+from helpers import ACCOUNT, ASSUMED_PREFIX, BIN, ROLE_ARN, extra_uri, ok, one_error, wait_for
 from test_interop import JS_DIR, go_sdk, node_sdk  # noqa: F401 - the SDK fixtures, shared
 
 pytestmark = pytest.mark.integration
@@ -323,13 +323,6 @@ def faked_clock(tmp_path: Path, env: dict, offset: str = "+0") -> tuple[dict, Pa
     return {**env, "LD_PRELOAD": str(library), "FAKETIME_TIMESTAMP_FILE": str(clock), "FAKETIME_NO_CACHE": "1"}, clock
 
 
-def wait_for(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
-
-
 def short_role_served(sts, demo: dict, serving, tmp_path: Path, **extra) -> tuple:
     """Connection ``demo``, a 15-minute role (plus ``extra``), served under a clock the test
     moves: (server, the request headers, the clock file, the faked environment, the first
@@ -351,9 +344,9 @@ def test_a_due_entry_is_served_at_once_and_refreshed_ahead_by_the_server(sts, de
     clock.write_text("+5m\n")
     status, _, body = server.request("/credentials/demo", auth)
     assert status == 200 and json.loads(body)["AccessKeyId"] == first["AccessKeyId"]  # due: served as is
-    wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
+    wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead", timeout=60)
     wait_for(lambda: json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] != first["AccessKeyId"],
-             "the new entry")
+             "the new entry", timeout=60)
     renewed = json.loads(server.request("/credentials/demo", auth)[2])
     hit = ok(run(["--conn", "demo"], {**faked}), temporary=True)
     assert hit["AccessKeyId"] == renewed["AccessKeyId"] and sts.count("AssumeRole") == 2
@@ -365,7 +358,7 @@ def test_a_failing_refresh_serves_the_entry_and_says_so(sts, demo, serving, tmp_
     sts.faults.extend([(503, "ServiceUnavailable")] * 5)
     clock.write_text("+5m\n")
     assert json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] == first["AccessKeyId"]
-    wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead")
+    wait_for(lambda: sts.count("AssumeRole") == 2, "the refresh ahead", timeout=60)
     time.sleep(1)
     assert json.loads(server.request("/credentials/demo", auth)[2])["AccessKeyId"] == first["AccessKeyId"]
     clock.write_text("+7m\n")  # above the floor (9 minutes after the fetch): still served
